@@ -1,0 +1,176 @@
+"""Write LeRobot v3 datasets through `LeRobotDataset.create`, plus GR00T's `meta/modality.json`.
+
+Everything goes to a temporary sibling folder that is renamed to the output at the end, so a crash
+never leaves a folder that looks like a finished dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamgen.embodiments import Embodiment
+from dreamgen.errors import DatasetError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "dreamgen_provenance.json"
+
+
+def _dim_names(embodiment: Embodiment, part: str, width: int) -> list[str]:
+    names = [f"{part}_{i}" for i in range(width)]
+    for group, (lo, hi) in embodiment.groups(part).items():
+        for j, i in enumerate(range(lo, min(hi, width))):
+            names[i] = group if hi - lo == 1 else f"{group}_{j}"
+    return names
+
+
+def modality_for(embodiment: Embodiment, video_keys: list[str]) -> dict[str, Any]:
+    """The embodiment's modality.json with its video section naming the keys actually written."""
+    modality = json.loads(json.dumps(embodiment.modality))
+    modality["video"] = {k.removeprefix("observation.images."): {"original_key": k} for k in video_keys}
+    modality.setdefault("annotation", {"human.task_description": {"original_key": "task_index"}})
+    return modality
+
+
+class DatasetWriter:
+    """Collect episodes into a new LeRobot v3 dataset.
+
+    with DatasetWriter(out, embodiment) as w:
+        w.add_episode(frames, action, task="pick the cube", state=state)
+    """
+
+    def __init__(self, out_dir: str | Path, embodiment: Embodiment, provenance: dict | None = None,
+                 video_keys: list[str] | None = None, with_state: bool | None = None,
+                 vcodec: str = "h264", crf: int = 15):
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists():
+            raise OutputExistsError(f"{self.out_dir}: output already exists; choose a new path or remove it")
+        self.embodiment = embodiment
+        self.provenance = dict(provenance or {})
+        self.video_keys = list(video_keys or [embodiment.video_key])
+        self.with_state = with_state
+        self.vcodec, self.crf = vcodec, crf
+        self.tmp_dir = self.out_dir.with_name(f".{self.out_dir.name}.partial-{os.getpid()}")
+        self._ds = None
+        self.num_episodes = 0
+        self.num_frames = 0
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._ds is not None:
+            try:
+                self._ds.finalize()
+            except Exception:  # already failing: cleaning up matters more than this error
+                pass
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    # -- writing ---------------------------------------------------------------------------
+    def _create(self, frames: dict[str, np.ndarray], state: np.ndarray | None) -> None:
+        from lerobot.configs.video import RGBEncoderConfig
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        emb = self.embodiment
+        if self.with_state is None:
+            self.with_state = state is not None
+        features: dict[str, dict] = {}
+        for key in self.video_keys:
+            h, w = frames[key].shape[1:3]
+            features[key] = {"dtype": "video", "shape": (h, w, 3), "names": ["height", "width", "channels"]}
+        if self.with_state:
+            sdim = state.shape[1]
+            features["observation.state"] = {"dtype": "float32", "shape": (sdim,),
+                                             "names": _dim_names(emb, "state", sdim)}
+        features["action"] = {"dtype": "float32", "shape": (emb.action_dim,),
+                              "names": _dim_names(emb, "action", emb.action_dim)}
+        self.tmp_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        fps = emb.fps
+        if float(fps) != int(fps):
+            raise DatasetError(f"embodiment {emb.name!r}: LeRobot needs an integer fps, got {fps}")
+        import av
+
+        self._ds = LeRobotDataset.create(
+            repo_id=f"local/{self.out_dir.name}",
+            fps=int(fps),
+            features=features,
+            root=self.tmp_dir,
+            robot_type=emb.robot_type,
+            use_videos=True,
+            video_backend="pyav",
+            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, g=2),
+        )
+        av.logging.set_level(av.logging.ERROR)  # libx264 prints a statistics block per episode otherwise
+
+    def add_episode(self, frames: np.ndarray | dict[str, np.ndarray], action: np.ndarray, task: str,
+                    state: np.ndarray | None = None) -> None:
+        if not isinstance(frames, dict):
+            frames = {self.video_keys[0]: frames}
+        missing = set(self.video_keys) - set(frames)
+        if missing:
+            raise DatasetError(f"{self.out_dir}: episode lacks frames for {sorted(missing)}")
+        action = np.asarray(action, dtype=np.float32)
+        n = len(action)
+        where = f"{self.out_dir} episode {self.num_episodes}"
+        if action.ndim != 2 or n == 0:
+            raise DatasetError(f"{where}: action must be (T, A) with T > 0, got {action.shape}")
+        self.embodiment.check_widths(None if state is None else np.asarray(state).shape[-1], action.shape[1], where)
+        if not np.isfinite(action).all():
+            raise DatasetError(f"{where}: action contains NaN/inf")
+        for key in self.video_keys:
+            f = frames[key]
+            if f.dtype != np.uint8 or f.ndim != 4 or f.shape[-1] != 3 or len(f) != n:
+                raise DatasetError(f"{where}: frames[{key!r}] must be uint8 (T={n}, H, W, 3), got "
+                                   f"{f.dtype} {f.shape}")
+        if state is not None:
+            state = np.asarray(state, dtype=np.float32)
+            if state.shape[0] != n:
+                raise DatasetError(f"{where}: state has {state.shape[0]} rows, action {n}")
+        if not task or not task.strip():
+            raise DatasetError(f"{where}: empty task text")
+        if self._ds is None:
+            self._create(frames, state)
+        if self.with_state and state is None:
+            raise DatasetError(f"{where}: this dataset stores observation.state but the episode has none")
+        for t in range(n):
+            frame = {key: frames[key][t] for key in self.video_keys}
+            if self.with_state:
+                frame["observation.state"] = state[t]
+            frame["action"] = action[t]
+            frame["task"] = task.strip()
+            self._ds.add_frame(frame)
+        self._ds.save_episode()
+        self.num_episodes += 1
+        self.num_frames += n
+
+    def close(self) -> Path:
+        if self._ds is None:
+            raise DatasetError(f"{self.out_dir}: no episodes were written")
+        self._ds.finalize()
+        meta = self.tmp_dir / "meta"
+        (meta / "modality.json").write_text(json.dumps(modality_for(self.embodiment, self.video_keys), indent=2))
+        prov = {"embodiment": self.embodiment.name, "command": " ".join(sys.argv), **self.provenance}
+        (meta / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2, default=str))
+        shutil.rmtree(self.tmp_dir / "images", ignore_errors=True)  # LeRobot's PNG staging area
+        if self.out_dir.exists():
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            raise OutputExistsError(f"{self.out_dir}: appeared while writing; not overwriting it")
+        self.tmp_dir.rename(self.out_dir)
+        log.info("wrote %d episodes (%d frames) to %s", self.num_episodes, self.num_frames, self.out_dir)
+        return self.out_dir

@@ -1,0 +1,103 @@
+"""Self-contained IDM checkpoints (DESIGN §4): everything needed to run the model lives in one folder.
+
+    <ckpt>/model.safetensors      weights
+    <ckpt>/config.json            IDMConfig (encoder shape included: no external folder needed)
+    <ckpt>/embodiment/            Embodiment.save(): embodiment.yaml + modality.json + stats.json
+    <ckpt>/train_state.json       step, command line, train config, validation losses
+    <ckpt>/training_state.pt      optimizer/scheduler state for --resume (tensors only: weights_only loads)
+
+Written to a temporary sibling and renamed, so a crash never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamgen.embodiments import Embodiment, load_embodiment_folder
+from dreamgen.errors import DreamgenError
+from dreamgen.idm.configuration_idm import IDMConfig
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def save_checkpoint(folder: str | Path, model: torch.nn.Module, embodiment: Embodiment,
+                    train_state: dict[str, Any] | None = None,
+                    training_state: dict[str, Any] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save(tmp / "config.json")
+    embodiment.save(tmp / "embodiment")
+    state = {"command": " ".join(sys.argv), **(train_state or {})}
+    (tmp / "train_state.json").write_text(json.dumps(state, indent=2, default=str))
+    if training_state is not None:
+        torch.save(training_state, tmp / "training_state.pt")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a training run folder (its newest checkpoint-N)."""
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        return path
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is not None:
+            return found
+        if (path / "experiment_cfg").is_dir() or (path / "config.json").is_file():
+            raise DreamgenError(f"{path}: not a dreamgen IDM checkpoint (no model.safetensors); reference GR00T "
+                                "IDM checkpoints are not loadable")
+        raise DreamgenError(f"{path}: no model.safetensors and no checkpoint-N folder inside")
+    raise DreamgenError(f"{path}: checkpoint folder not found")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir()
+             if (m := CHECKPOINT_RE.match(p.name)) and (p / "model.safetensors").is_file()]
+    return max(found)[1] if found else None
+
+
+def load_idm(path: str | Path, device: str | torch.device = "cpu"):
+    """-> (IDM in eval mode, Embodiment, train_state dict). Only safetensors weights are read."""
+    from safetensors.torch import load_file
+
+    from dreamgen.idm.modeling_idm import IDM
+
+    ckpt = find_checkpoint(path)
+    for name in ("config.json", "embodiment"):
+        if not (ckpt / name).exists():
+            raise DreamgenError(f"{ckpt}: incomplete checkpoint, {name} missing")
+    try:
+        cfg_dict = json.loads((ckpt / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DreamgenError(f"{ckpt / 'config.json'}: invalid JSON ({exc.msg})") from None
+    cfg_dict["encoder_path"] = None  # the encoder shape is in `encoder`; its weights are in ours
+    config = IDMConfig.from_dict(cfg_dict, source=str(ckpt / "config.json"))
+    embodiment = load_embodiment_folder(ckpt / "embodiment")
+    model = IDM(config)
+    weights = load_file(str(ckpt / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise DreamgenError(f"{ckpt}: weights do not match the config (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]})")
+    state_path = ckpt / "train_state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    return model.to(device).eval(), embodiment, state

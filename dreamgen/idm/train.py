@@ -1,0 +1,358 @@
+"""IDM training: one loop, readable in a sitting (nanoGPT-style).
+
+Single process on CPU or one GPU; DDP when launched by torchrun / `accelerate launch` (WORLD_SIZE > 1,
+one process per GPU). bf16 autocast on GPU. Checkpoints every `save_steps` into
+`output_dir/checkpoint-<step>/` (self-contained, see checkpoint.py); `resume` continues from the newest.
+Validation loss is measured on held-out episodes (the last `val_fraction` of the dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamgen.embodiments import Embodiment, get_embodiment
+from dreamgen.errors import DreamgenError, OutputExistsError
+from dreamgen.idm.checkpoint import CHECKPOINT_RE, latest_checkpoint, save_checkpoint
+from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
+from dreamgen.idm.data import IDMEpisode, IDMWindows, action_stats, load_dataset_episodes
+
+log = logging.getLogger(__name__)
+
+# The reference's --data-config names -> our built-in embodiments (whose modality.json carries the layout).
+REFERENCE_DATA_CONFIGS = {
+    "gr1_arms_only": "gr1", "gr1_arms_waist": "gr1", "gr1_full_upper_body": "gr1",
+    "so100": "so100", "franka": "franka", "single_panda_gripper": "robocasa",
+    "bimanual_panda_gripper": "robocasa", "bimanual_panda_hand": "robocasa",
+}
+
+
+@dataclass
+class IDMTrainConfig:
+    dataset_path: str | Path | None = None
+    output_dir: str | Path = "runs/idm"
+    embodiment: str | Path = "new_embodiment"  # name, alias, file/folder; new_embodiment = dataset's meta/
+    model_config: str | Path | dict | None = None  # preset name under configs/idm/, YAML path, or field dict
+    data_config: str | Path | None = None  # a reference name (gr1_arms_only, ...) or YAML of IDM data overrides
+    batch_size: int = 16
+    max_steps: int = 10000
+    save_steps: int = 500
+    save_total_limit: int = 8
+    eval_steps: int | None = None  # defaults to save_steps
+    log_steps: int = 10
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-5
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    max_val_samples: int = 512
+    num_workers: int = 0
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    device: str = "auto"
+    augment: bool = True
+    tune_encoder: bool = True
+    stats: str = "dataset"  # normalise actions with stats from the training episodes, or "embodiment"'s
+    preload: bool | None = None  # None: preload unless the dataset is too big for memory
+    resume: bool = False
+    seed: int = 42
+    # in-memory episodes instead of dataset_path (tests, synthetic data); need `embodiment` as an object
+    episodes: list[IDMEpisode] | None = field(default=None, repr=False)
+    embodiment_obj: Embodiment | None = field(default=None, repr=False)
+
+
+def _dist() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def resolve_embodiment(cfg: IDMTrainConfig) -> Embodiment:
+    if cfg.embodiment_obj is not None:
+        return cfg.embodiment_obj
+    spec = str(cfg.embodiment)
+    if spec == "new_embodiment" and cfg.data_config in REFERENCE_DATA_CONFIGS:
+        spec = REFERENCE_DATA_CONFIGS[str(cfg.data_config)]
+    emb = get_embodiment(spec, dataset=cfg.dataset_path)
+    if cfg.data_config and str(cfg.data_config) not in REFERENCE_DATA_CONFIGS:
+        path = Path(cfg.data_config)
+        if not path.is_file():
+            raise DreamgenError(f"--data-config {cfg.data_config!r}: not a file and not one of "
+                                f"{sorted(REFERENCE_DATA_CONFIGS)}")
+        import yaml
+
+        from dreamgen.embodiments import IDMDataConfig
+
+        over = yaml.safe_load(path.read_text()) or {}
+        over = over.get("idm", over)
+        try:
+            emb.idm = IDMDataConfig(**{**asdict(emb.idm), **over})
+        except TypeError as exc:
+            raise DreamgenError(f"{path}: {exc}") from None
+    return emb
+
+
+def build_model_config(cfg: IDMTrainConfig, emb: Embodiment, action_dim: int) -> IDMConfig:
+    fields_ = dict(cfg.model_config) if isinstance(cfg.model_config, dict) else resolve_model_config(cfg.model_config)
+    fields_.setdefault("observation_offsets", list(emb.idm.observation_offsets))
+    fields_.setdefault("action_horizon", emb.idm.action_horizon)
+    fields_.setdefault("image_size", list(emb.idm_image_size))
+    fields_["action_dim"] = action_dim
+    return IDMConfig.from_dict(fields_)
+
+
+def split_episodes(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
+    """Held-out episodes are the last ones (deterministic: the same split on resume and in evaluation)."""
+    if n < 2 or val_fraction <= 0:
+        return list(range(n)), []
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    return list(range(n - n_val)), list(range(n - n_val, n))
+
+
+def augment_frames(frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The reference's augmentations, on uint8 (B, F, H, W, 3): one random 95% crop per sample
+    (the same for all its frames, so motion is preserved) resized back, plus brightness/contrast jitter."""
+    b, f, h, w, _ = frames.shape
+    x = frames.permute(0, 1, 4, 2, 3).float().reshape(b, f * 3, h, w)
+    ch, cw = max(1, round(h * 0.95)), max(1, round(w * 0.95))
+    out = torch.empty_like(x)
+    for i in range(b):
+        y0 = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+        x0 = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+        crop = x[i:i + 1, :, y0:y0 + ch, x0:x0 + cw]
+        out[i] = torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+    bright = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.6
+    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=generator) - 0.5) * 0.8
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = ((out - mean) * contrast.to(out) + mean) * bright.to(out)
+    return out.clamp(0, 255).round().to(torch.uint8).reshape(b, f, 3, h, w).permute(0, 1, 3, 4, 2)
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+@torch.no_grad()
+def validation_loss(model, dataset: IDMWindows, batch_size: int, device, autocast, max_samples: int) -> float:
+    """Flow-matching loss on held-out windows with fixed noise and times: comparable across steps."""
+    model.eval()
+    n = len(dataset)
+    idx = np.linspace(0, n - 1, min(n, max_samples)).round().astype(int)
+    gen = torch.Generator().manual_seed(1234)
+    total, count = 0.0, 0
+    for i in range(0, len(idx), batch_size):
+        items = [dataset[int(j)] for j in idx[i:i + batch_size]]
+        frames = torch.stack([it[0] for it in items]).to(device)
+        actions = torch.stack([it[1] for it in items]).to(device)
+        with autocast():
+            loss = model(frames, actions, generator=gen)
+        total += float(loss) * len(items)
+        count += len(items)
+    model.train()
+    return total / max(count, 1)
+
+
+def _estimate_bytes(dataset_path, image_size) -> int:
+    from dreamgen.data import open_dataset
+
+    ds = open_dataset(dataset_path)
+    frames = sum(ds.episode(i).length for i in range(ds.num_episodes))
+    return frames * int(image_size[0]) * int(image_size[1]) * 3
+
+
+def train_idm(cfg: IDMTrainConfig) -> Path:
+    """Train an IDM; returns the final checkpoint folder."""
+    from dreamgen.idm.modeling_idm import IDM
+
+    rank, world, local_rank = _dist()
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device if not (cfg.device == "cuda" and world > 1) else f"cuda:{local_rank}")
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise DreamgenError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    torch.manual_seed(cfg.seed + rank)
+    out_dir = Path(cfg.output_dir)
+    resume_from = latest_checkpoint(out_dir) if cfg.resume else None
+    if not cfg.resume and out_dir.is_dir() and any(CHECKPOINT_RE.match(p.name) for p in out_dir.iterdir()):
+        raise OutputExistsError(f"{out_dir}: already holds IDM checkpoints; pass --resume to continue that run "
+                                "or choose another --output-dir")
+
+    # ---- data ------------------------------------------------------------------------------------
+    emb = resolve_embodiment(cfg)
+    if cfg.episodes is not None:
+        all_eps = list(cfg.episodes)
+        names = list(range(len(all_eps)))
+    else:
+        if cfg.dataset_path is None:
+            raise DreamgenError("no --dataset-path given")
+        from dreamgen.data import open_dataset
+
+        ds = open_dataset(cfg.dataset_path)
+        emb.check_widths(None, ds.action_dim, str(cfg.dataset_path))
+        names = list(range(ds.num_episodes))
+        all_eps = None
+    train_ids, val_ids = split_episodes(len(names), cfg.val_fraction)
+    probe_cfg = build_model_config(cfg, emb, emb.action_dim)
+    if all_eps is None:
+        preload = cfg.preload
+        if preload is None:
+            preload = _estimate_bytes(cfg.dataset_path, probe_cfg.image_size) < 6 * 2**30
+        all_eps = load_dataset_episodes(cfg.dataset_path, emb.video_key, probe_cfg.image_size, preload=preload)
+    action_dim = all_eps[0].action.shape[1]
+    emb.check_widths(None, action_dim, str(cfg.dataset_path or "episodes"))
+    train_eps = [all_eps[i] for i in train_ids]
+    val_eps = [all_eps[i] for i in val_ids]
+    if resume_from is not None:
+        from dreamgen.embodiments import load_embodiment_folder
+
+        emb = load_embodiment_folder(resume_from / "embodiment")  # the same normalisation as before
+    elif cfg.stats == "dataset" or emb.action_key not in emb.stats:
+        emb = emb.with_stats({**emb.stats, emb.action_key: action_stats(train_eps)})
+    model_cfg = build_model_config(cfg, emb, action_dim)
+    if resume_from is not None:
+        saved = json.loads((resume_from / "config.json").read_text())
+        saved["encoder_path"] = None
+        model_cfg = IDMConfig.from_dict(saved)
+    train_set = IDMWindows(train_eps, model_cfg.observation_offsets, model_cfg.action_horizon, emb.normalize_action)
+    val_set = (IDMWindows(val_eps, model_cfg.observation_offsets, model_cfg.action_horizon, emb.normalize_action)
+               if val_eps else None)
+
+    # ---- model / optimiser ---------------------------------------------------------------------
+    model = IDM(model_cfg)
+    if not cfg.tune_encoder:
+        model.encoder.requires_grad_(False)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.learning_rate, betas=(0.95, 0.999), eps=1e-8,
+                            fused=device.type == "cuda")
+    warmup = max(1, int(cfg.warmup_ratio * cfg.max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, cfg.max_steps))
+    step, history = 0, []
+    if resume_from is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(resume_from / "model.safetensors")))
+        state = torch.load(resume_from / "training_state.pt", map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        history = json.loads((resume_from / "train_state.json").read_text()).get("history", [])
+        if rank == 0:
+            log.info("resumed from %s at step %d", resume_from, step)
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = (torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank, seed=cfg.seed)
+               if world > 1 else None)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(train_set)
+        >= cfg.batch_size * world, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed + step))
+    n_params = sum(p.numel() for p in model.parameters())
+    if rank == 0:
+        log.info("IDM: %.2fM parameters, %d train windows (%d episodes), %d val episodes, device %s%s, world %d",
+                 n_params / 1e6, len(train_set), len(train_eps), len(val_eps), device, " bf16" if use_bf16 else "",
+                 world)
+
+    train_state_base = {"train_config": {k: v for k, v in asdict(cfg).items()
+                                         if k not in ("episodes", "embodiment_obj")},
+                        "train_episodes": [all_eps[i].index for i in train_ids],
+                        "val_episodes": [all_eps[i].index for i in val_ids],
+                        "dataset_path": str(cfg.dataset_path) if cfg.dataset_path else None}
+    eval_steps = cfg.eval_steps or cfg.save_steps
+
+    def checkpoint(step: int, val: float | None) -> Path:
+        path = out_dir / f"checkpoint-{step}"
+        save_checkpoint(path, model, emb, {**train_state_base, "step": step, "val_loss": val, "history": history},
+                        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step})
+        kept = sorted((int(m.group(1)), p) for p in out_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)))
+        for _, old in kept[:-cfg.save_total_limit] if cfg.save_total_limit > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        log.info("saved %s", path)
+        return path
+
+    from tqdm import tqdm
+
+    model.train()
+    pbar = tqdm(total=cfg.max_steps, initial=step, desc="idm-train", disable=rank != 0, dynamic_ncols=True)
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
+    epoch, last_saved, t0, running = step // max(1, len(loader)), None, time.time(), []
+    while step < cfg.max_steps:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        for frames, actions in loader:
+            if cfg.augment:
+                frames = augment_frames(frames, aug_gen)
+            frames = frames.to(device, non_blocking=True)
+            actions = actions.to(device, non_blocking=True)
+            with autocast():
+                loss = ddp_model(frames, actions)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            running.append(float(loss))
+            pbar.update(1)
+            if step % cfg.log_steps == 0 or step == cfg.max_steps:
+                mean = sum(running) / len(running)
+                running = []
+                history.append({"step": step, "loss": mean, "lr": sched.get_last_lr()[0],
+                                "elapsed_s": round(time.time() - t0, 1)})
+                pbar.set_postfix(loss=f"{mean:.4f}")
+            val = None
+            if rank == 0 and val_set is not None and (step % eval_steps == 0 or step == cfg.max_steps):
+                val = validation_loss(model, val_set, cfg.batch_size, device, autocast, cfg.max_val_samples)
+                history.append({"step": step, "val_loss": val})
+                log.info("step %d: val loss %.4f", step, val)
+            if rank == 0 and (step % cfg.save_steps == 0 or step == cfg.max_steps):
+                last_saved = checkpoint(step, val)
+            if step >= cfg.max_steps:
+                break
+        epoch += 1
+    pbar.close()
+    if world > 1:
+        torch.distributed.barrier()
+    final = last_saved or latest_checkpoint(out_dir)
+    if rank == 0 and final is None:
+        final = checkpoint(step, None)
+    return final or out_dir / f"checkpoint-{step}"
+
+
+def training_history(checkpoint: str | Path) -> list[dict[str, Any]]:
+    from dreamgen.idm.checkpoint import find_checkpoint
+
+    return json.loads((find_checkpoint(checkpoint) / "train_state.json").read_text()).get("history", [])
