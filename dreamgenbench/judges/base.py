@@ -31,9 +31,10 @@ class Judge(Protocol):
     #: which IF wording of the reference to use with this judge ("qwen" or "gpt4o")
     prompt_style: str
 
-    def ask(self, video_path: Path, question: str, task: str) -> str:
+    def ask(self, video_path: Path, question: str, task: str, instruction: str = "") -> str:
         """Show the video to the judge with `question`; return its raw reply.
-        `task` ("if" or "pa") lets the judge pick the reference's way of showing the video."""
+        `task` ("if" or "pa") lets the judge pick the reference's way of showing the video;
+        `instruction` is the plain instruction the question was built from (VLM judges ignore it)."""
         ...
 
     def describe(self) -> dict:

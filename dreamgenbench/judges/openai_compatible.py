@@ -80,7 +80,7 @@ class OpenAIJudge:
         base = self.config.backoff_s * 2 ** attempt
         return min(base * (1 + 0.25 * random.random()), self.config.max_backoff_s)
 
-    def ask(self, video_path: Path, question: str, task: str) -> str:
+    def ask(self, video_path: Path, question: str, task: str, instruction: str = "") -> str:
         import openai
 
         frames = sample_frames(video_path, self.config.num_frames, self.config.scale)

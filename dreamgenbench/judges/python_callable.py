@@ -25,11 +25,10 @@ class PythonCallableJudge:
     def describe(self) -> dict:
         return {"function": self.model}
 
-    def ask(self, video_path: Path, question: str, task: str) -> str:
+    def ask(self, video_path: Path, question: str, task: str, instruction: str = "") -> str:
         # the callable gets the instruction, not the VLM question built around it
-        instruction = getattr(self, "_instruction", None)
         try:
-            verdict = self._fn(video_path, instruction if instruction is not None else question, task)
+            verdict = self._fn(video_path, instruction, task)
         except Exception as exc:  # a checker crash fails this item only
             raise JudgeItemError(f"{self.model} raised {type(exc).__name__}: {exc}") from None
         if isinstance(verdict, bool):

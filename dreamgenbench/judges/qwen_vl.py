@@ -79,7 +79,7 @@ class QwenVLJudge:
         d["architecture"] = type(self._model).__name__
         return d
 
-    def ask(self, video_path: Path, question: str, task: str) -> str:
+    def ask(self, video_path: Path, question: str, task: str, instruction: str = "") -> str:
         import torch
 
         if task == "pa":
