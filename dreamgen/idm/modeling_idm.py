@@ -162,17 +162,25 @@ class IDM(nn.Module):
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         return (x - IMAGE_MEAN) / IMAGE_STD
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (B, F, H, W, 3) -> vision tokens (B, F*P, hidden)."""
-        b, f = frames.shape[:2]
-        pixels = self.preprocess(frames).to(self.vision_proj.weight.dtype)
-        tokens = self.encoder(pixel_values=pixels).last_hidden_state  # (B*F, P, enc)
-        tokens = self.vision_proj(tokens) + self.token_pos
-        tokens = tokens.view(b, f, -1, tokens.shape[-1]) + self.frame_embed[None, :, None]
-        tokens = tokens.reshape(b, -1, tokens.shape[-1])
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (N, H, W, 3) -> per-frame tokens (N, P, hidden). Extraction encodes each frame once."""
+        pixels = self.preprocess(frames[:, None]).to(self.vision_proj.weight.dtype)
+        tokens = self.encoder(pixel_values=pixels).last_hidden_state  # (N, P, enc)
+        return self.vision_proj(tokens) + self.token_pos
+
+    def mix(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per-frame tokens of one sample's observations (B, F, P, hidden) -> context (B, F*P, hidden)."""
+        b = tokens.shape[0]
+        x = (tokens + self.frame_embed[None, :, None]).reshape(b, -1, tokens.shape[-1])
         for block in self.mixer:
-            tokens = block(tokens)
-        return self.mixer_norm(tokens)
+            x = block(x)
+        return self.mixer_norm(x)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (B, F, H, W, 3) -> vision context (B, F*P, hidden)."""
+        b, f = frames.shape[:2]
+        tokens = self.encode_frames(frames.reshape(b * f, *frames.shape[2:]))
+        return self.mix(tokens.view(b, f, *tokens.shape[1:]))
 
     # ----- the velocity field ------------------------------------------------------------------
     def velocity(self, noisy: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -209,12 +217,13 @@ class IDM(nn.Module):
         return F.mse_loss(pred.float(), (actions - noise).float())
 
     @torch.no_grad()
-    def sample(self, frames: torch.Tensor, num_steps: int | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Predict normalised action chunks (B, H, A) by Euler steps from noise."""
+    def sample(self, frames: torch.Tensor | None = None, num_steps: int | None = None,
+               generator: torch.Generator | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict normalised action chunks (B, H, A) by Euler steps from noise (frames or a ready context)."""
         steps = num_steps or self.config.num_inference_steps
-        context = self.encode(frames)
-        b = frames.shape[0]
+        if context is None:
+            context = self.encode(frames)
+        b = context.shape[0]
         shape = (b, self.config.action_horizon, self.config.action_dim)
         x = torch.randn(shape, generator=generator, dtype=torch.float32).to(context)
         for i in range(steps):

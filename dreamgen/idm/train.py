@@ -167,9 +167,7 @@ def validation_loss(model, dataset: IDMWindows, batch_size: int, device, autocas
 def _estimate_bytes(dataset_path, image_size) -> int:
     from dreamgen.data import open_dataset
 
-    ds = open_dataset(dataset_path)
-    frames = sum(ds.episode(i).length for i in range(ds.num_episodes))
-    return frames * int(image_size[0]) * int(image_size[1]) * 3
+    return open_dataset(dataset_path).num_frames * int(image_size[0]) * int(image_size[1]) * 3
 
 
 def train_idm(cfg: IDMTrainConfig) -> Path:
@@ -325,10 +323,10 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
             opt.step()
             sched.step()
             step += 1
-            running.append(float(loss))
+            running.append(loss.detach())
             pbar.update(1)
             if step % cfg.log_steps == 0 or step == cfg.max_steps:
-                mean = sum(running) / len(running)
+                mean = float(torch.stack(running).mean())
                 running = []
                 history.append({"step": step, "loss": mean, "lr": sched.get_last_lr()[0],
                                 "elapsed_s": round(time.time() - t0, 1)})

@@ -1,0 +1,269 @@
+"""Label dreamed videos with IDM actions and write them as a LeRobot v3 dataset ("neural trajectories").
+
+Every frame t starts a window (frames t+offsets, clamped to the last frame) whose predicted chunk
+covers actions t..t+H-1; each frame's action is the mean of all chunks covering it (the reference's
+temporal ensembling). Each frame is encoded once and shared by the windows that use it.
+
+Resumable: per-video results go to `<out>.work/` beside the output as they finish (atomic .npz);
+a re-run skips finished videos. `shard=(i, n)` labels every n-th video only, so n GPUs/machines
+can share the work; the dataset is assembled by a final run without a shard (or when all are done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dreamgen.errors import DreamgenError, OutputExistsError, VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractConfig:
+    checkpoint: str | Path
+    videos: str | Path
+    out: str | Path
+    batch_size: int = 64
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    num_inference_steps: int | None = None
+    shard: tuple[int, int] = (0, 1)
+    embodiment: str | Path | None = None  # write with this layout instead of the checkpoint's (widths must match)
+    work_dir: str | Path | None = None
+    seed: int = 0
+    keep_work: bool = False
+
+
+@dataclass
+class ExtractResult:
+    out: Path | None
+    labelled: list[str] = field(default_factory=list)
+    skipped_done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    frames: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = (f"labelled {len(self.labelled)} video(s) ({self.frames} frames, "
+             f"{self.frames / max(self.seconds, 1e-9):.1f} frames/s), {self.skipped_done} already done, "
+             f"{len(self.failed)} failed")
+        for path, why in sorted(self.failed.items()):
+            s += f"\n  FAILED {path}: {why}"
+        return s + (f"\ndataset: {self.out}" if self.out else "")
+
+
+def ensemble_chunks(chunks: np.ndarray, length: int | None = None) -> np.ndarray:
+    """chunks (T, H, A): chunk t predicts actions t..t+H-1 -> (T, A), each the mean of the chunks covering it."""
+    n, h, a = chunks.shape
+    length = n if length is None else length
+    sums = np.zeros((length, a), np.float64)
+    counts = np.zeros(length, np.int64)
+    for t in range(n):
+        end = min(t + h, length)
+        if end > t:
+            sums[t:end] += chunks[t, : end - t]
+            counts[t:end] += 1
+    if (counts == 0).any():
+        raise ValueError(f"frames {np.flatnonzero(counts == 0)[:5].tolist()} are covered by no chunk")
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+def find_videos(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DreamgenError(f"{root}: videos folder not found")
+    videos = sorted(p for p in root.rglob("*.mp4") if not any(part.startswith(".") for part in
+                                                                p.relative_to(root).parts))
+    if not videos:
+        raise DreamgenError(f"{root}: no .mp4 videos found (expected <Instruction>/<k>.mp4 from `dreamgen convert`)")
+    return videos
+
+
+def task_for(video: Path, root: Path) -> str:
+    """The sidecar JSON's instruction/prompt wins; else the folder name (convert's layout); else the file name."""
+    from dreamgen.naming import parse_dream_path, stem_to_instruction
+
+    sidecar = video.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as exc:
+            raise VideoError(f"{sidecar}: invalid JSON ({exc.msg})") from None
+        text = meta.get("instruction") or meta.get("prompt")
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+    if video.parent != root:
+        return stem_to_instruction(video.parent.name)
+    try:
+        return parse_dream_path(video)[1]
+    except DreamgenError:
+        return stem_to_instruction(video.stem)
+
+
+def _work_name(video: Path, root: Path) -> str:
+    rel = video.relative_to(root).as_posix()
+    return hashlib.sha1(rel.encode()).hexdigest()[:16]
+
+
+def _device_and_autocast(device: str, precision: str):
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
+    return dev, autocast
+
+
+@torch.no_grad()
+def label_frames(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
+                 seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) -> raw (unnormalised) actions (T, A) by ensembling every frame's chunk."""
+    from dreamgen.idm.data import resize_frames, window_indices
+
+    cfg = model.config
+    device = torch.device(device)
+    autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
+    n = len(frames)
+    frames = resize_frames(frames, cfg.image_size)
+    with autocast():
+        tokens = torch.cat([model.encode_frames(torch.from_numpy(frames[i:i + batch_size]).to(device))
+                            for i in range(0, n, batch_size)])
+    gen = torch.Generator().manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        ts = range(start, min(start + batch_size, n))
+        idx = torch.as_tensor(np.stack([window_indices(t, n, cfg.observation_offsets, cfg.action_horizon)[0]
+                                        for t in ts]), device=tokens.device)
+        with autocast():
+            context = model.mix(tokens[idx])
+            chunks.append(model.sample(context=context, num_steps=num_steps, generator=gen).cpu().numpy())
+    chunks = np.concatenate(chunks)  # (T, H, A) normalised
+    raw = embodiment.unnormalize_action(chunks.reshape(-1, chunks.shape[-1])).reshape(chunks.shape)
+    return ensemble_chunks(raw, n)
+
+
+def _atomic_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def extract_actions(cfg: ExtractConfig) -> ExtractResult:
+    from tqdm import tqdm
+
+    from dreamgen.data import read_video
+    from dreamgen.idm.checkpoint import find_checkpoint, load_idm
+
+    out = Path(cfg.out)
+    if out.exists():
+        raise OutputExistsError(f"{out}: output already exists; choose a new path or remove it")
+    shard_i, shard_n = cfg.shard
+    if not (shard_n >= 1 and 0 <= shard_i < shard_n):
+        raise DreamgenError(f"--shard must be i/n with 0 <= i < n, got {shard_i}/{shard_n}")
+    root = Path(cfg.videos)
+    videos = find_videos(root)
+    ckpt = find_checkpoint(cfg.checkpoint)
+    device, autocast = _device_and_autocast(cfg.device, cfg.precision)
+    model, emb, train_state = load_idm(ckpt, device)
+    if cfg.embodiment is not None:
+        from dreamgen.embodiments import get_embodiment
+
+        target = get_embodiment(cfg.embodiment)
+        target.check_widths(None, model.config.action_dim, f"IDM checkpoint {ckpt}")
+        emb = target.with_stats({**target.stats, target.action_key: emb.stats[emb.action_key]})
+    cfg_m = model.config
+    min_len = cfg_m.window
+    work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "checkpoint.txt").write_text(str(ckpt.resolve()))
+    result = ExtractResult(out=None)
+    mine = videos[shard_i::shard_n]
+    t0 = time.time()
+    for video in tqdm(mine, desc=f"idm-extract {shard_i}/{shard_n}", dynamic_ncols=True):
+        rel = video.relative_to(root).as_posix()
+        done = work / f"{_work_name(video, root)}.npz"
+        if done.is_file():
+            result.skipped_done += 1
+            continue
+        try:
+            task = task_for(video, root)
+            frames = read_video(video)
+            if len(frames) < min_len:
+                raise VideoError(f"{video}: {len(frames)} frames, shorter than the IDM window ({min_len} frames: "
+                                 f"offsets {cfg_m.observation_offsets}, horizon {cfg_m.action_horizon})")
+            actions = label_frames(model, emb, frames, cfg.batch_size, cfg.num_inference_steps,
+                                   cfg.seed, device, autocast)
+        except (VideoError, DreamgenError) as exc:
+            result.failed[rel] = str(exc)
+            log.warning("skipping %s", exc)
+            (work / f"{_work_name(video, root)}.failed.json").write_text(json.dumps({"video": rel,
+                                                                                     "error": str(exc)}))
+            continue
+        _atomic_npz(done, actions=actions, task=np.array(task), video=np.array(rel))
+        (work / f"{_work_name(video, root)}.failed.json").unlink(missing_ok=True)
+        result.labelled.append(rel)
+        result.frames += len(frames)
+    result.seconds = time.time() - t0
+    # failures recorded by other shards or earlier runs count too
+    for f in work.glob("*.failed.json"):
+        info = json.loads(f.read_text())
+        result.failed.setdefault(info["video"], info["error"])
+
+    pending = [v for v in videos if not (work / f"{_work_name(v, root)}.npz").is_file()
+               and v.relative_to(root).as_posix() not in result.failed]
+    if pending:
+        log.info("%d video(s) still unlabelled (other shards): re-run without --shard when they finish to "
+                 "assemble %s", len(pending), out)
+        return result
+    result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed)
+    if not cfg.keep_work:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb, ckpt: Path,
+                     train_state: dict, failed: dict[str, str]) -> Path:
+    from tqdm import tqdm
+
+    from dreamgen.data import DatasetWriter, read_video, video_info
+
+    done = [(v, work / f"{_work_name(v, root)}.npz") for v in videos]
+    done = [(v, p) for v, p in done if p.is_file()]
+    if not done:
+        raise DreamgenError(f"{root}: no video could be labelled ({len(failed)} failed); nothing written")
+    fps_seen = {round(video_info(v).fps, 3) for v, _ in done[:20]}
+    if any(abs(f - emb.fps) > 0.01 for f in fps_seen):
+        log.warning("videos are at %s fps but the embodiment at %s fps: run `dreamgen preprocess` first if the "
+                    "policy needs %s fps", sorted(fps_seen), emb.fps, emb.fps)
+    provenance = {
+        "stage": "idm-extract",
+        "idm_checkpoint": str(ckpt.resolve()),
+        "idm_step": train_state.get("step"),
+        "idm_train_dataset": train_state.get("dataset_path"),
+        "videos": str(root.resolve()),
+        "num_videos": len(done),
+        "failed_videos": failed,
+        "episodes": [],
+    }
+    with DatasetWriter(out, emb, provenance) as writer:
+        for v, p in tqdm(done, desc="assemble", dynamic_ncols=True):
+            data = np.load(p, allow_pickle=False)
+            frames = read_video(v)
+            actions = data["actions"]
+            if len(frames) != len(actions):
+                raise VideoError(f"{v}: changed since it was labelled ({len(frames)} frames, {len(actions)} "
+                                 f"actions); delete {p} to relabel it")
+            writer.add_episode(frames, actions, str(data["task"]))
+            provenance["episodes"].append(str(data["video"]))
+    return out
