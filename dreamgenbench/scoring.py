@@ -18,6 +18,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dreamgen.data.video import video_info
 from dreamgen.errors import DreamgenError, VideoError
 from dreamgen.naming import parse_dream_path
 from dreamgenbench.judges.base import Judge, JudgeItemError
@@ -216,6 +217,7 @@ def score_videos(
         for dream in tqdm(todo, desc=f"{task.upper()} {judge.kind}", unit="video", disable=not progress):
             question = build_prompt(task, dream.instruction, zeroshot=zeroshot, style=judge.prompt_style)
             try:
+                video_info(dream.path)  # an unreadable file fails here for every judge, VLM or not
                 raw = judge.ask(dream.path, question, task, dream.instruction)
                 value = parse_reply(raw)
                 prediction = FAILED if value is None else str(value)

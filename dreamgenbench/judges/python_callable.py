@@ -20,7 +20,7 @@ class PythonCallableJudge:
 
     def __init__(self, fn: Callable[[Path, str, str], int | bool | str], name: str | None = None):
         self._fn = fn
-        self.model = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.model = name or getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
     def describe(self) -> dict:
         return {"function": self.model}
