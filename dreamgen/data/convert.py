@@ -32,16 +32,16 @@ def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodim
         emb = get_embodiment("new_embodiment", dataset=src)
     else:
         emb = embodiment if isinstance(embodiment, Embodiment) else get_embodiment(embodiment)
+    try:
+        emb.check_widths(ds.state_dim, ds.action_dim, str(src))
+    except EmbodimentError as exc:
+        raise DatasetError(str(exc)) from None
     if ds.modality is not None:  # the dataset's own layout wins over the registry's
         emb.modality = {**emb.modality, **{k: v for k, v in ds.modality.items() if k in ("state", "action")}}
     if not ds.video_keys:
         raise DatasetError(f"{src}: no video files found for any video key")
     emb.video_keys = list(ds.video_keys)
-    try:
-        emb.fps = ds.fps
-        emb.check_widths(ds.state_dim, ds.action_dim, str(src))
-    except EmbodimentError as exc:
-        raise DatasetError(str(exc)) from None
+    emb.fps = ds.fps
     with DatasetWriter(dst, emb, provenance={"converted_from": str(src), "source_version": ds.version},
                        video_keys=ds.video_keys) as writer:
         for ep in tqdm(ds.episodes(), total=ds.num_episodes, desc="convert", unit="ep"):

@@ -104,8 +104,6 @@ class DatasetWriter:
         fps = emb.fps
         if float(fps) != int(fps):
             raise DatasetError(f"embodiment {emb.name!r}: LeRobot needs an integer fps, got {fps}")
-        import av
-
         self._ds = LeRobotDataset.create(
             repo_id=f"local/{self.out_dir.name}",
             fps=int(fps),
@@ -114,9 +112,12 @@ class DatasetWriter:
             robot_type=emb.robot_type,
             use_videos=True,
             video_backend="pyav",
-            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, g=2),
+            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, g=2, extra_options=self._quiet_options()),
         )
-        av.logging.set_level(av.logging.ERROR)  # libx264 prints a statistics block per episode otherwise
+
+    def _quiet_options(self) -> dict:
+        # libx264 prints a statistics block per episode at info level, from LeRobot's encoder process
+        return {"x264-params": "log-level=error"} if self.vcodec in ("h264", "libx264") else {}
 
     def add_episode(self, frames: np.ndarray | dict[str, np.ndarray], action: np.ndarray, task: str,
                     state: np.ndarray | None = None) -> None:

@@ -1,0 +1,1 @@
+"""CLI command modules, one per stage; each exposes `register(app)`."""
