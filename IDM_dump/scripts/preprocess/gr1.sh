@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fourier GR1 humanoid, ego view.
+# Reference step 3.2 for the gr1 embodiment, done by dreamgen: preprocess the converted dreams to the
+# IDM's input (the reference's GR1 crop box, padded square, 256x256, 20 fps), then label every frame with an IDM and write a LeRobot v3 dataset.
+#
+#   IDM_dump/scripts/preprocess/gr1.sh <converted_dreams_dir> <idm_checkpoint> [output_prefix]
+#
+# <converted_dreams_dir> is IDM_dump/convert_directory.py's (or `dreamgen convert`'s) output;
+# <idm_checkpoint> a dreamgen IDM checkpoint (scripts/idm_training.py / `dreamgen idm-train`).
+# Extra idm-extract flags (e.g. --shard 0/8 --device cuda:0) can be given in $EXTRACT_FLAGS.
+set -euo pipefail
+SRC=${1:?usage: $0 <converted_dreams_dir> <idm_checkpoint> [output_prefix]}
+CKPT=${2:?usage: $0 <converted_dreams_dir> <idm_checkpoint> [output_prefix]}
+OUT=${3:-IDM_dump/data/gr1_unified}
+DREAMGEN=${DREAMGEN:-dreamgen}
+
+$DREAMGEN preprocess "$SRC" "${OUT}_split" --embodiment gr1
+$DREAMGEN idm-extract --checkpoint "$CKPT" --videos "${OUT}_split" --out "${OUT}.data_idm" ${EXTRACT_FLAGS:-}

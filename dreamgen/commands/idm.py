@@ -1,0 +1,147 @@
+"""`dreamgen convert | preprocess | idm-train | idm-extract | idm-eval` (the IDM stage)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dreamgen.errors import DreamgenError
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int]:
+    if not shard:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise DreamgenError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
+    return i, n
+
+
+def _parse_size(text: str | None, what: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        a, b = (int(x) for x in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise DreamgenError(f"{what} must look like 256x256, got {text!r}") from None
+    return a, b
+
+
+def convert_cmd(
+    input_dir: Path = typer.Argument(..., help="generate's output: <i>_<Instruction>.mp4 (+ .json sidecars)."),
+    output_dir: Path = typer.Argument(..., help="New folder for <Instruction>/<k>.mp4 (must not exist)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, copy nothing."),
+) -> None:
+    """Reorganise dreamed videos by instruction for idm-extract (never overwrites)."""
+    from dreamgen.idm.convert import convert_dreams
+
+    plan = convert_dreams(input_dir, output_dir, dry_run=dry_run)
+    for item in plan:
+        side = " (+ sidecar)" if item.sidecar else ""
+        typer.echo(f"{item.src} -> {output_dir / item.dst}{side}")
+    typer.echo(f"{'would convert' if dry_run else 'converted'} {len(plan)} videos into "
+               f"{len({i.dst.parent for i in plan})} instruction folders")
+
+
+def preprocess_cmd(
+    src: Path = typer.Argument(..., help="Folder of videos (e.g. convert's output)."),
+    dst: Path = typer.Argument(..., help="New output folder (must not exist)."),
+    embodiment: str = typer.Option("gr1", "--embodiment", "-e", help="Embodiment: name or file/folder."),
+    crop: str = typer.Option(None, "--crop", help="pad | crop | stretch | gr1 | quad-tl (default per embodiment)."),
+    size: str = typer.Option(None, "--size", help="HxW output size (default: the embodiment's IDM image size)."),
+    original_size: str = typer.Option(None, "--original-size", help="Camera WxH whose aspect to restore."),
+    fps: float = typer.Option(None, "--fps", help="Target fps (default the embodiment's; 0 keeps the source's)."),
+    max_frames: int = typer.Option(None, "--max-frames", help="Split longer videos into parts of this length."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the videos, write nothing."),
+) -> None:
+    """Bring videos to an embodiment's IDM resolution/fps (crop, pad, resize, resample, split)."""
+    from dreamgen.idm.preprocess import PreprocessConfig, preprocess_videos
+
+    res = preprocess_videos(PreprocessConfig(
+        src, dst, embodiment, crop=crop, size=_parse_size(size, "--size"),
+        original_size=_parse_size(original_size, "--original-size"), fps=fps, max_frames=max_frames,
+        dry_run=dry_run))
+    typer.echo(f"{'would write' if dry_run else 'wrote'} {len(res['written'])} video(s) to {dst}")
+    for f in res["failed"]:
+        typer.echo(f"FAILED {f}", err=True)
+
+
+def train_cmd(
+    dataset_path: Path = typer.Option(..., "--dataset-path", "--dataset", help="Training dataset (LeRobot)."),
+    output_dir: Path = typer.Option(Path("runs/idm"), "--output-dir", "--out", help="Run folder for checkpoints."),
+    embodiment: str = typer.Option("new_embodiment", "--embodiment", "--embodiment-tag", "-e",
+                                   help="Embodiment name/file; new_embodiment reads the dataset's meta/."),
+    model_config: str = typer.Option(None, "--model-config", help="configs/idm preset name or YAML file."),
+    data_config: str = typer.Option(None, "--data-config", help="Reference data-config name or YAML overrides."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    max_steps: int = typer.Option(10000, "--max-steps"),
+    save_steps: int = typer.Option(500, "--save-steps"),
+    learning_rate: float = typer.Option(1e-4, "--learning-rate", "--lr"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of episodes held out."),
+    num_workers: int = typer.Option(0, "--num-workers", "--dataloader-num-workers"),
+    device: str = typer.Option("auto", "--device"),
+    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp32"),
+    augment: bool = typer.Option(True, "--augment/--no-augment"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir."),
+    seed: int = typer.Option(42, "--seed"),
+) -> None:
+    """Train an inverse dynamics model. Multi-GPU: torchrun scripts/idm_training.py (same flags)."""
+    from dreamgen.idm.train import IDMTrainConfig, train_idm
+
+    ckpt = train_idm(IDMTrainConfig(
+        dataset_path=dataset_path, output_dir=output_dir, embodiment=embodiment, model_config=model_config,
+        data_config=data_config, batch_size=batch_size, max_steps=max_steps, save_steps=save_steps,
+        learning_rate=learning_rate, val_fraction=val_fraction, num_workers=num_workers, device=device,
+        precision=precision, augment=augment, resume=resume, seed=seed))
+    typer.echo(f"checkpoint: {ckpt}")
+
+
+def extract_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="IDM checkpoint folder (or its run folder)."),
+    videos: Path = typer.Option(..., "--videos", help="Folder of <Instruction>/<k>.mp4 videos."),
+    out: Path = typer.Option(..., "--out", help="New LeRobot v3 dataset folder (must not exist)."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    device: str = typer.Option("auto", "--device"),
+    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp32"),
+    steps: int = typer.Option(None, "--steps", help="Flow-matching sampling steps (default: the model's)."),
+    shard: str = typer.Option(None, "--shard", help="i/n: label every n-th video starting at i (then re-run "
+                              "without --shard to assemble)."),
+    embodiment: str = typer.Option(None, "--embodiment", help="Write with this embodiment's layout."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep <out>.work/ (per-video labels) afterwards."),
+) -> None:
+    """Label every frame of every video with IDM actions; write a LeRobot v3 dataset. Resumable."""
+    from dreamgen.idm.extract import ExtractConfig, extract_actions
+
+    res = extract_actions(ExtractConfig(checkpoint, videos, out, batch_size=batch_size, device=device,
+                                        precision=precision, num_inference_steps=steps,
+                                        shard=_parse_shard(shard), embodiment=embodiment, keep_work=keep_work))
+    typer.echo(res.summary())
+    if res.failed and res.out is None and not res.labelled:
+        raise DreamgenError(f"{videos}: every video failed")
+
+
+def eval_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint"),
+    dataset_path: Path = typer.Option(None, "--dataset-path", "--dataset",
+                                      help="Default: the training dataset's held-out episodes."),
+    episodes: str = typer.Option(None, "--episodes", help="Comma-separated episode indices."),
+    device: str = typer.Option("auto", "--device"),
+    steps: int = typer.Option(None, "--steps"),
+) -> None:
+    """Normalised action error of IDM labels vs. ground truth, against predicting the mean action."""
+    from dreamgen.idm.evaluate import EvalConfig, evaluate_idm
+
+    ids = [int(x) for x in episodes.split(",")] if episodes else None
+    res = evaluate_idm(EvalConfig(checkpoint, dataset_path, ids, device=device, num_inference_steps=steps))
+    typer.echo(json.dumps(res, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert_cmd)
+    app.command("preprocess")(preprocess_cmd)
+    app.command("idm-train")(train_cmd)
+    app.command("idm-extract")(extract_cmd)
+    app.command("idm-eval")(eval_cmd)
