@@ -1,0 +1,132 @@
+"""Load a LeRobot policy checkpoint (`pretrained_model/` folder) with its processors, offline.
+
+`load_policy_checkpoint(path)` accepts a run folder (`OUT`, uses `checkpoints/last`), a step folder
+(`OUT/checkpoints/005000`) or the `pretrained_model/` folder itself, checks that every component is
+there before loading anything, and returns the policy, its pre/post processors and the embodiment
+it was trained for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dreamgen.embodiments import Embodiment, load_embodiment_folder
+from dreamgen.errors import DreamgenError
+
+log = logging.getLogger(__name__)
+
+PREPROCESSOR = "policy_preprocessor.json"
+POSTPROCESSOR = "policy_postprocessor.json"
+
+
+def resolve_policy_folder(path: str | Path) -> Path:
+    """The `pretrained_model/` folder meant by a run, step or model folder."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DreamgenError(f"{p}: policy checkpoint does not exist")
+    for cand in (p, p / "pretrained_model", p / "checkpoints" / "last" / "pretrained_model"):
+        if (cand / "config.json").is_file():
+            return cand.resolve()
+    raise DreamgenError(
+        f"{p}: not a LeRobot policy checkpoint (no config.json here, in pretrained_model/ or in "
+        "checkpoints/last/pretrained_model/)"
+    )
+
+
+def check_policy_folder(folder: Path) -> dict[str, Any]:
+    """Raise naming the missing/broken component; returns the parsed config.json."""
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise DreamgenError(f"{folder}: missing config.json (policy config)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DreamgenError(f"{cfg_path}: invalid JSON ({exc.msg})") from None
+    if "type" not in cfg:
+        raise DreamgenError(f"{cfg_path}: no policy 'type' (is this a raw model rather than a LeRobot policy?)")
+    if not (folder / "model.safetensors").is_file() and not (folder / "adapter_model.safetensors").is_file():
+        raise DreamgenError(f"{folder}: missing model.safetensors (policy weights)")
+    for name in (PREPROCESSOR, POSTPROCESSOR):
+        if not (folder / name).is_file():
+            raise DreamgenError(f"{folder}: missing {name} (the policy's {name.split('_')[1].split('.')[0]})")
+        proc = json.loads((folder / name).read_text())
+        for step in proc.get("steps", []):
+            state = step.get("state_file")
+            if state and not (folder / state).is_file():
+                raise DreamgenError(f"{folder}: missing {state} (normalisation statistics of {name})")
+    if cfg["type"] == "groot":
+        base = cfg.get("base_model_path")
+        if base and not Path(base).expanduser().is_dir():
+            raise DreamgenError(
+                f"{cfg_path}: GR00T base model folder {base} does not exist (a GR00T checkpoint rebuilds its "
+                "architecture from the base model folder it was fine-tuned from)"
+            )
+    return cfg
+
+
+def load_processors(policy_cfg: Any, folder: Path, device: str) -> tuple[Any, Any]:
+    from lerobot.policies.factory import make_pre_post_processors
+
+    pre_over: dict[str, Any] = {"device_processor": {"device": device}}
+    if policy_cfg.type == "groot":
+        return make_pre_post_processors(policy_cfg, pretrained_path=str(folder),
+                                        preprocessor_overrides=pre_over)
+    return make_pre_post_processors(policy_cfg, pretrained_path=str(folder), preprocessor_overrides=pre_over)
+
+
+@dataclass
+class LoadedPolicy:
+    policy: Any  # lerobot PreTrainedPolicy, in eval mode
+    preprocessor: Any
+    postprocessor: Any
+    folder: Path
+    embodiment: Embodiment | None
+    info: dict[str, Any]  # dreamgen_policy.json (datasets, cameras, command), {} for foreign checkpoints
+
+    @property
+    def config(self) -> Any:
+        return self.policy.config
+
+    @property
+    def image_keys(self) -> list[str]:
+        from lerobot.configs import FeatureType
+
+        return [k for k, f in self.config.input_features.items() if f.type is FeatureType.VISUAL]
+
+    @property
+    def state_key(self) -> str | None:
+        from lerobot.configs import FeatureType
+
+        keys = [k for k, f in self.config.input_features.items() if f.type is FeatureType.STATE]
+        return keys[0] if keys else None
+
+
+def load_policy_checkpoint(path: str | Path, device: str | None = None) -> LoadedPolicy:
+    """Load policy + processors from a LeRobot checkpoint; nothing is fetched from the hub."""
+    folder = resolve_policy_folder(path)
+    check_policy_folder(folder)
+
+    import lerobot.policies  # noqa: F401  (registers policy types)
+    import torch
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = PreTrainedConfig.from_pretrained(folder, local_files_only=True)
+    cfg.device = device
+    cfg.pretrained_path = folder
+    policy = get_policy_class(cfg.type).from_pretrained(folder, config=cfg, local_files_only=True)
+    policy.to(device).eval()
+    pre, post = load_processors(cfg, folder, device)
+    if cfg.type == "groot":
+        from dreamgen.policy.groot import localize_groot_processors
+
+        localize_groot_processors(pre, Path(cfg.base_model_path))
+    emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
+    info_path = folder / "dreamgen_policy.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return LoadedPolicy(policy, pre, post, folder, emb, info)
