@@ -14,7 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_bench_core import make_dreams
+
+try:  # tests/ may or may not be a package
+    from tests.test_bench_core import make_dreams
+except ImportError:
+    from test_bench_core import make_dreams
 
 from dreamgen.errors import DreamgenError
 from dreamgenbench import eval_sr_gpt4o_whole, read_scores, score_videos

@@ -9,14 +9,15 @@ import typer
 from dreamgen.errors import DreamgenError
 
 
-def _judge(kind: str, model: str | None, *, device, dtype, base_url, api_key, timeout, max_retries, seed):
+def _judge(kind: str, model: str | None, *, device, dtype, base_url, api_key, timeout, max_retries, seed,
+           max_new_tokens):
     from dreamgenbench.judges import make_judge
 
     if kind in ("qwen", "qwen-vl"):
-        return make_judge("qwen", model, device=device, dtype=dtype)
+        return make_judge("qwen", model, device=device, dtype=dtype, max_new_tokens=max_new_tokens)
     if kind in ("openai", "gpt4o"):
         return make_judge("openai", model, base_url=base_url, api_key=api_key, timeout_s=timeout,
-                          max_retries=max_retries, seed=seed)
+                          max_retries=max_retries, seed=seed, max_tokens=max_new_tokens)
     raise DreamgenError(f"unknown judge {kind!r}: expected qwen or openai")
 
 
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one API reply."),
         max_retries: int = typer.Option(3, "--max-retries", help="API retries per video (timeouts, 429, 5xx)."),
         seed: int = typer.Option(0, "--seed"),
+        max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Reply length cap (the reference uses 4)."),
         limit: int = typer.Option(None, "--limit", help="Score only the first N videos of each folder."),
     ) -> None:
         """Score dreams with DreamGenBench (IF and/or PA) and print a model x split table.
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
             do_if = do_pa = True
         set_seed(seed)
         opts = dict(device=device, dtype=dtype, base_url=base_url, api_key=api_key, timeout=timeout,
-                    max_retries=max_retries, seed=seed)
+                    max_retries=max_retries, seed=seed, max_new_tokens=max_new_tokens)
         main = _judge(judge, model, **opts)
         pa_judges = []
         if do_pa:
