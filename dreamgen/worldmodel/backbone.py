@@ -1,0 +1,126 @@
+"""The small interface every world-model backbone implements, and the registry that picks one.
+
+A backbone wraps a diffusers pipeline and adds what training and batch generation need:
+build from a preset (scratch) or load from a local diffusers folder, encode videos to the latents the
+transformer sees, encode prompts, the training loss of its upstream recipe, and one-video sampling.
+A third model is one new module defining a `Backbone` subclass plus a `BACKBONES` entry.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from dreamgen.errors import DreamgenError
+from dreamgen.worldmodel.config import WorldModelPreset
+
+MODEL_META = "dreamgen_wm.json"  # written next to every model / LoRA we save: which backbone, which preset
+
+
+class Backbone(ABC):
+    kind: ClassVar[str]
+    pipeline_components: ClassVar[tuple[str, ...]]  # subfolders a diffusers checkpoint must have
+
+    def __init__(self, pipe: Any, preset: WorldModelPreset):
+        self.pipe = pipe
+        self.preset = preset
+
+    # ----- construction ---------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def build(cls, preset: WorldModelPreset, guardrail: Any = None) -> Backbone:
+        """Random-init every component from the preset's architecture (scratch training, benchmarks)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: str | Path, preset: WorldModelPreset, guardrail: Any = None,
+             torch_dtype: torch.dtype | None = None) -> Backbone:
+        """Load a local diffusers-format checkpoint folder."""
+
+    @classmethod
+    def check_folder(cls, folder: str | Path) -> Path:
+        folder = Path(folder)
+        if not (folder / "model_index.json").is_file():
+            raise DreamgenError(f"{folder}: not a diffusers checkpoint folder (no model_index.json)")
+        missing = [c for c in cls.pipeline_components if not (folder / c).is_dir()]
+        if missing:
+            raise DreamgenError(f"{folder}: checkpoint folder is missing components {missing}")
+        return folder
+
+    # ----- pieces ---------------------------------------------------------------------------
+    @property
+    def transformer(self) -> torch.nn.Module:
+        return self.pipe.transformer
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.pipe.vae
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> Backbone:
+        self.pipe.to(device)
+        if dtype is not None:
+            self.transformer.to(dtype)
+        return self
+
+    def lora_targets(self) -> list[str]:
+        return list(self.preset.lora.get("targets") or [])
+
+    @abstractmethod
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', h, w) as the transformer sees them."""
+
+    @abstractmethod
+    def encode_prompts(self, prompts: list[str]) -> Any:
+        """Text conditioning for a batch of prompts (whatever `training_loss` expects)."""
+
+    @abstractmethod
+    def training_loss(self, latents: torch.Tensor, cond: Any, video: torch.Tensor | None = None,
+                      generator: torch.Generator | None = None, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The backbone's upstream training objective on one batch of clean latents. `model` is the
+        transformer as wrapped for distributed training (DDP/FSDP), when it is."""
+
+    @abstractmethod
+    def sample(self, image: np.ndarray, prompt: str, *, negative_prompt: str | None, num_frames: int,
+               num_inference_steps: int, guidance_scale: float, seed: int, fps: float,
+               **speed_options: Any) -> np.ndarray:
+        """One video (uint8 (T, H, W, 3)) from a first frame (uint8 (H, W, 3)) and a prompt."""
+
+    # ----- saving ---------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {"backbone": self.kind, "preset": self.preset.to_dict(),
+                "transformer_config": dict(self.transformer.config)}
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.pipe.save_pretrained(folder, safe_serialization=True)
+        (folder / MODEL_META).write_text(json.dumps(self.meta(), indent=2, default=str))
+        return folder
+
+
+def backbone_class(kind: str) -> type[Backbone]:
+    from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
+    from dreamgen.worldmodel.wan import WanI2VBackbone
+
+    classes = {c.kind: c for c in (Cosmos2Backbone, WanI2VBackbone)}
+    if kind not in classes:
+        raise DreamgenError(f"unknown world-model backbone {kind!r}; known: {sorted(classes)}")
+    return classes[kind]
+
+
+def read_model_meta(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / MODEL_META
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DreamgenError(f"{path}: invalid JSON ({exc.msg})") from None

@@ -1,0 +1,258 @@
+"""`generate_videos`: dream robot videos in batch from (first frame, instruction) pairs.
+
+Inputs: a JSON list / CSV (`image`, `prompt` or `instruction`) or a folder of images with `.txt`
+prompts (the cosmos-predict2 batch layout). An "image" may also be an mp4: its first frame is used.
+Outputs (DESIGN §4): `<i>_<Instruction>.mp4` + `<i>_<Instruction>.json` (prompt, instruction, image,
+seed, model, lora, steps, guidance, fps, ...). Job i is item i // videos_per_prompt, seeded seed + i,
+so the result does not depend on how the jobs are sharded. A job is done when both files exist (the
+video is written atomically, the sidecar after it): re-running skips finished jobs.
+Sharding: `shard=(k, n)` and/or the launcher's RANK / WORLD_SIZE (torchrun, accelerate launch):
+job i belongs to global shard i mod (n * world) == k * world + rank.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dreamgen.data.video import read_video, write_video
+from dreamgen.errors import DreamgenError, VideoError
+from dreamgen.naming import dream_filename, instruction_to_stem
+from dreamgen.worldmodel.data import fit_frames
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass
+class GenerateConfig:
+    model: str  # finetune-wm output folder, diffusers folder, or preset name with `pretrained`
+    inputs: str  # JSON / CSV list, or folder of images + .txt prompts
+    output_dir: str
+    preset: str | None = None
+    lora: str | None = None
+    seed: int = 0
+    num_steps: int | None = None
+    guidance: float | None = None
+    negative_prompt: str | None = None
+    num_frames: int | None = None
+    fps: float | None = None
+    resolution: list[int] | None = None  # (height, width)
+    videos_per_prompt: int = 1
+    prompt_prefix: str | None = None  # default: the one the model was fine-tuned with
+    shard: str | None = None  # "k/n"
+    disable_guardrail: bool = False
+    device: str | None = None
+    dtype: str = "auto"  # auto (bf16 on GPU) | bf16 | fp16 | fp32
+    fused_cfg: bool = True
+    compile: bool = False
+    attention_backend: str | None = None  # diffusers attention dispatcher name, e.g. "_native_cudnn", "flash"
+    limit: int | None = None
+
+
+@dataclass
+class GenerateItem:
+    image: str
+    instruction: str
+
+
+def read_inputs(path: str | Path) -> list[GenerateItem]:
+    path = Path(path)
+    if path.is_dir():
+        items = []
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS + (".mp4",))
+        for img in images:
+            txt = img.with_suffix(".txt")
+            if not txt.is_file():
+                raise DreamgenError(f"{img}: no prompt file {txt.name} beside it")
+            items.append(GenerateItem(str(img), txt.read_text()))
+        if not items:
+            raise DreamgenError(f"{path}: no images ({', '.join(IMAGE_EXTS)}, .mp4) with .txt prompts found")
+    elif path.suffix.lower() == ".json":
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DreamgenError(f"{path}: cannot read the input list ({exc})") from None
+        if isinstance(rows, dict):
+            rows = rows.get("items", rows.get("inputs"))
+        if not isinstance(rows, list):
+            raise DreamgenError(f"{path}: expected a JSON list of {{image, prompt}} objects")
+        items = [_row_item(r, path, n) for n, r in enumerate(rows)]
+    elif path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise DreamgenError(f"{path}: input list not found")
+        with path.open(newline="") as f:
+            items = [_row_item(r, path, n) for n, r in enumerate(csv.DictReader(f))]
+    else:
+        raise DreamgenError(f"{path}: inputs must be a .json / .csv list or a folder of images with .txt prompts")
+    for it in items:
+        it.instruction = " ".join(it.instruction.split())
+        if not it.instruction:
+            raise DreamgenError(f"{path}: empty instruction for image {it.image}")
+        instruction_to_stem(it.instruction)  # raises for instructions with no usable characters
+        if not Path(it.image).is_file():
+            raise DreamgenError(f"{path}: image {it.image} not found")
+    return items
+
+
+def _row_item(row: Any, path: Path, n: int) -> GenerateItem:
+    if not isinstance(row, dict):
+        raise DreamgenError(f"{path}: item {n} is not an object with image and prompt")
+    image = row.get("image") or row.get("image_path") or row.get("input_path")
+    text = row.get("instruction") or row.get("prompt")
+    if not image:
+        raise DreamgenError(f"{path}: item {n} has no 'image'")
+    if text is None:
+        raise DreamgenError(f"{path}: item {n} has no 'prompt' or 'instruction'")
+    img = Path(str(image))
+    if not img.is_absolute():
+        img = path.parent / img
+    return GenerateItem(str(img), str(text))
+
+
+def load_first_frame(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if path.suffix.lower() == ".mp4":
+        return read_video(path, [0])[0]
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise VideoError(f"{path}: unreadable image ({exc})") from None
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    if not shard:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise DreamgenError(f"--shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise DreamgenError(f"--shard {shard}: need 0 <= i < n")
+    return k, n
+
+
+def job_shard(cfg_shard: str | None) -> tuple[int, int]:
+    """This process's (index, count) among all shards: --shard times the launcher's ranks."""
+    k, n = parse_shard(cfg_shard)
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    return k * world + rank, n * world
+
+
+def _dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name not in table:
+        raise DreamgenError(f"--dtype must be one of auto, {', '.join(table)}; got {name!r}")
+    return table[name]
+
+
+def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
+    """Generate every job of this shard not yet done; returns the videos written by this call.
+    `backbone` lets callers (tests, the demo) pass an already loaded model."""
+    from tqdm.auto import tqdm
+
+    from dreamgen.worldmodel.backbone import read_model_meta
+    from dreamgen.worldmodel.cosmos2 import make_guardrail
+    from dreamgen.worldmodel.loading import load_world_model, resolve_model
+
+    items = read_inputs(cfg.inputs)
+    if cfg.videos_per_prompt < 1:
+        raise DreamgenError("--videos-per-prompt must be >= 1")
+    jobs = [(i, items[i // cfg.videos_per_prompt]) for i in range(len(items) * cfg.videos_per_prompt)]
+    if cfg.limit is not None:
+        jobs = jobs[:cfg.limit]
+    k, n = job_shard(cfg.shard)
+    jobs = [(i, it) for i, it in jobs if i % n == k]
+    out = Path(cfg.output_dir)
+    todo = [(i, it) for i, it in jobs if not _done(out, i, it.instruction)]
+    log.info("shard %d/%d: %d jobs, %d already done", k, n, len(jobs), len(jobs) - len(todo))
+    if not todo:
+        return []
+
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    meta: dict[str, Any] = {}
+    if backbone is None:
+        preset, _, _ = resolve_model(cfg.model, cfg.preset)
+        guardrail = make_guardrail(preset.guardrail and not cfg.disable_guardrail)
+        backbone = load_world_model(cfg.model, cfg.preset, cfg.lora, guardrail=guardrail, device=device,
+                                    torch_dtype=_dtype(cfg.dtype, device))
+        meta = (read_model_meta(cfg.model) or {}) if Path(cfg.model).is_dir() else {}
+    preset = backbone.preset
+    _apply_speed_options(backbone, cfg)
+    height, width = cfg.resolution or preset.resolution
+    num_frames = cfg.num_frames or preset.num_frames
+    if (num_frames - 1) % 4:
+        raise DreamgenError(f"--num-frames must be 4k+1 (e.g. {num_frames - (num_frames - 1) % 4}), got {num_frames}")
+    fps = cfg.fps or preset.fps
+    steps = cfg.num_steps or preset.num_inference_steps
+    guidance = preset.guidance_scale if cfg.guidance is None else cfg.guidance
+    prefix = cfg.prompt_prefix if cfg.prompt_prefix is not None else meta.get("prompt_prefix", "")
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    warned: set[tuple[int, int]] = set()
+    t0 = time.time()
+    bar = tqdm(todo, desc=f"dreams {k}/{n}", unit="video", dynamic_ncols=True)
+    for i, item in bar:
+        image = load_first_frame(item.image)
+        if image.shape[:2] != (height, width) and image.shape[:2] not in warned:
+            warned.add(image.shape[:2])
+            log.warning("%s: image is %dx%d, the model runs at %dx%d: centre-cropped to the aspect ratio and "
+                        "resized", item.image, image.shape[0], image.shape[1], height, width)
+        image = fit_frames(image[None], height, width)[0][0]
+        seed = cfg.seed + i
+        prompt = prefix + item.instruction
+        frames = backbone.sample(image, prompt, negative_prompt=cfg.negative_prompt, num_frames=num_frames,
+                                 num_inference_steps=steps, guidance_scale=guidance, seed=seed, fps=fps,
+                                 fused_cfg=cfg.fused_cfg, height=height, width=width)
+        video_path = out / dream_filename(i, item.instruction)
+        write_video(video_path, frames, fps)
+        sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
+                   "model": str(cfg.model), "lora": cfg.lora, "steps": steps, "guidance": guidance, "fps": fps,
+                   "num_frames": num_frames, "resolution": [height, width],
+                   "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
+                   else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
+                   "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
+        tmp = video_path.with_name(f".{video_path.stem}.json.partial")
+        tmp.write_text(json.dumps(sidecar, indent=2))
+        tmp.replace(video_path.with_suffix(".json"))
+        written.append(video_path)
+        bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
+    return written
+
+
+def _done(out: Path, i: int, instruction: str) -> bool:
+    video = out / dream_filename(i, instruction)
+    return video.is_file() and video.with_suffix(".json").is_file()
+
+
+def _apply_speed_options(backbone: Any, cfg: GenerateConfig) -> None:
+    if cfg.attention_backend:
+        try:
+            backbone.transformer.set_attention_backend(cfg.attention_backend)
+        except Exception as exc:
+            raise DreamgenError(f"--attention-backend {cfg.attention_backend!r} is unavailable here ({exc})") from None
+    if cfg.compile and not getattr(backbone, "_compiled", False):
+        backbone.transformer.compile(dynamic=False)
+        backbone._compiled = True
+
+
+def config_dict(cfg: GenerateConfig) -> dict[str, Any]:
+    return asdict(cfg)
