@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +57,20 @@ VIDEO_MIN_FRAMES = 4
 VIDEO_FRAME_FACTOR = 2
 
 
-def sample_clip(path: str | Path, fps: float = VIDEO_FPS) -> tuple[np.ndarray, float]:
-    """Frames (T, H, W, 3) resampled to about `fps`, and the frame rate they now represent."""
+@dataclass
+class Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    indices: list[int]  # which frames of the source they are
+    fps: float  # the source's frame rate
+    total_frames: int  # the source's frame count
+
+    @property
+    def sampled_fps(self) -> float:
+        return len(self.indices) / self.total_frames * self.fps
+
+
+def sample_clip(path: str | Path, fps: float = VIDEO_FPS) -> Clip:
+    """The clip resampled to about `fps` frames per second (an even count, at least 4)."""
     info = video_info(path)
     total = info.num_frames
     if total <= 0:
@@ -70,9 +82,7 @@ def sample_clip(path: str | Path, fps: float = VIDEO_FPS) -> tuple[np.ndarray, f
         indices = [0] * n
     else:
         indices = np.linspace(0, total - 1, n).round().astype(int).tolist()
-    frames = read_video(path, indices)
-    sampled_fps = n / max(total / info.fps, 1e-6)
-    return frames, float(sampled_fps) if math.isfinite(sampled_fps) else fps
+    return Clip(read_video(path, indices), indices, info.fps, total)
 
 
 def png_data_uri(frame: np.ndarray) -> str:

@@ -89,8 +89,9 @@ def test_frame_sampling(tmp_path):
     assert frames[0][..., 1].mean() < 15 and frames[-1][..., 1].mean() > 85
     padded = sample_frames(p, 49, scale=0.3)  # reference: short clips padded with the last frame
     assert len(padded) == 49 and np.array_equal(padded[-1], padded[12])
-    clip, fps = sample_clip(p)  # 10 frames at 8 fps = 1.25 s -> at least 4 frames, an even count
-    assert len(clip) == 4 and clip.shape[1:] == (40, 60, 3) and 2.0 < fps < 4.0
+    clip = sample_clip(p)  # 10 frames at 8 fps = 1.25 s -> at least 4 frames, an even count
+    assert clip.frames.shape == (4, 40, 60, 3) and clip.indices == [0, 3, 6, 9]
+    assert clip.sampled_fps == pytest.approx(4 / 10 * 8)
 
 
 def test_list_dreams_bad_inputs(tmp_path):

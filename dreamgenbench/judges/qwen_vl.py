@@ -81,12 +81,15 @@ class QwenVLJudge:
 
     def ask(self, video_path: Path, question: str, task: str, instruction: str = "") -> str:
         import torch
+        from transformers.video_utils import VideoMetadata
 
         if task == "pa":
-            frames, fps = sample_clip(video_path, self.config.pa_fps)
+            clip = sample_clip(video_path, self.config.pa_fps)
             content = [{"type": "video"}, {"type": "text", "text": question}]
-            media = {"videos": [frames], "video_metadata": [self._metadata(len(frames), fps)],
-                     "do_sample_frames": False}
+            # the real source rate and frame indices: Qwen2.5-VL derives its temporal position step from
+            # them, Qwen3-VL the timestamps it writes into the prompt
+            meta = VideoMetadata(total_num_frames=clip.total_frames, fps=clip.fps, frames_indices=clip.indices)
+            media = {"videos": [clip.frames], "video_metadata": [meta], "do_sample_frames": False}
         else:
             from PIL import Image
 
@@ -101,9 +104,3 @@ class QwenVLJudge:
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return self._processor.batch_decode(new_tokens, skip_special_tokens=True,
                                             clean_up_tokenization_spaces=True)[0]
-
-    @staticmethod
-    def _metadata(num_frames: int, fps: float):
-        from transformers.video_utils import VideoMetadata
-
-        return VideoMetadata(total_num_frames=num_frames, fps=fps)
