@@ -11,7 +11,9 @@ Coordinates: metres, table top at z = 0, x to the camera's right, y away from th
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from dataclasses import dataclass, field
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # must happen before mujoco picks a GL backend
@@ -22,7 +24,7 @@ import numpy as np  # noqa: E402
 from dreamgen.errors import DreamgenError  # noqa: E402
 
 # ----- geometry ---------------------------------------------------------------------------------
-TABLE_HALF = (0.38, 0.28)
+TABLE_HALF = (0.38, 0.29)
 WORKSPACE_LOW = np.array([-0.26, -0.17, 0.004])  # end-effector (fingertip centre) limits
 WORKSPACE_HIGH = np.array([0.26, 0.17, 0.30])
 OBJECT_REGION = (np.array([-0.22, -0.13]), np.array([0.22, 0.13]))  # where objects/receptacles spawn
@@ -34,10 +36,10 @@ BIN_WALL = 0.006
 BIN_HEIGHT = 0.05
 BIN_FLOOR_TOP = 0.004
 
-ARM_BASE = np.array([0.0, 0.40, 0.0])
-SHOULDER_HEIGHT = 0.30
-UPPER_ARM = 0.33
-FOREARM = 0.33
+ARM_BASE = np.array([0.0, 0.34, 0.0])
+SHOULDER_HEIGHT = 0.22
+UPPER_ARM = 0.30
+FOREARM = 0.30
 WRIST_ABOVE_EE = 0.11  # wrist joint height above the fingertips
 PALM_Z = 0.062  # palm centre above the fingertips
 FINGER_HALF = (0.006, 0.013, 0.026)
@@ -170,7 +172,7 @@ def build_xml(offscreen: int = 512) -> str:
     <body name="{body_name(obj)}" pos="0 0 {CUBE_HALF}">
       <freejoint/>
       <geom name="{body_name(obj)}" type="{shape}" size="{size}" rgba="{" ".join(map(str, rgba))}" mass="0.05"
-            friction="1.0 0.01 0.001" condim="4"/>
+            friction="0.7 0.01 0.001" condim="4"/>
     </body>""")
     w, h_, t = BIN_INNER_HALF, BIN_HEIGHT / 2, BIN_WALL
     bin_geoms = "\n".join(
@@ -185,33 +187,34 @@ def build_xml(offscreen: int = 512) -> str:
   <option timestep="0.004" gravity="0 0 -9.81" cone="elliptic" impratio="5"/>
   <visual>
     <global offwidth="{offscreen}" offheight="{offscreen}" fovy="40"/>
-    <quality shadowsize="1024" offsamples="4"/>
+    <quality shadowsize="512" offsamples="4"/>
     <headlight ambient="0.3 0.3 0.3" diffuse="0.35 0.35 0.35" specular="0 0 0"/>
   </visual>
   <asset>
-    <texture name="wood" type="2d" builtin="flat" rgb1="0.72 0.55 0.36" rgb2="0.62 0.45 0.28" mark="random"
-             random="0.15" markrgb="0.55 0.40 0.25" width="128" height="128"/>
+    <texture name="wood" type="2d" builtin="flat" rgb1="0.66 0.52 0.38" rgb2="0.60 0.46 0.32" mark="random"
+             random="0.08" markrgb="0.52 0.40 0.28" width="128" height="128"/>
     <texture name="checker" type="2d" builtin="checker" rgb1="0.88 0.88 0.88" rgb2="0.45 0.45 0.48" width="256"
              height="256"/>
     <material name="table_wood" texture="wood" texrepeat="2 2" rgba="1 1 1 1"/>
     <material name="table_slate" rgba="0.22 0.24 0.27 1" specular="0.2"/>
     <material name="table_checker" texture="checker" texrepeat="6 4" rgba="1 1 1 1"/>
-    <material name="table_white" rgba="0.93 0.93 0.90 1"/>
+    <material name="table_white" rgba="0.82 0.84 0.80 1"/>
   </asset>
   <worldbody>
     <light name="key" pos="0.3 -0.5 1.2" dir="-0.25 0.4 -1" directional="true" castshadow="true"
            diffuse="0.75 0.75 0.72"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.35 0.35 0.38 1" {_VIS}/>
     <geom name="backdrop" type="box" size="3 0.02 1.5" pos="0 1.1 0" rgba="0.55 0.62 0.70 1" {_VIS}/>
-    <geom name="table" type="box" size="{sx} {sy} 0.03" pos="0 0.06 -0.03" material="table_wood"/>
+    <geom name="table" type="box" size="{sx} {sy} 0.03" pos="0 0.07 -0.03" material="table_wood"/>
     <geom name="table_leg1" type="box" size="0.03 0.03 0.36" pos="{sx - 0.05} {sy + 0.01} -0.4"
           rgba="0.3 0.3 0.3 1" {_VIS}/>
     <geom name="table_leg2" type="box" size="0.03 0.03 0.36" pos="{-sx + 0.05} {sy + 0.01} -0.4"
           rgba="0.3 0.3 0.3 1" {_VIS}/>
-    <camera name="front" pos="0 -0.62 0.62" xyaxes="1 0 0 0 0.72 0.69" fovy="42"/>
+    <camera name="front" pos="0 -0.52 0.98" xyaxes="1 0 0 0 0.8 0.6" fovy="44"/>
 
     <!-- robot base and column (fixed); the yawing shoulder and links are mocap bodies -->
-    <geom type="cylinder" size="0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.2 0.2 0.22 1" {_VIS}/>
+    <geom type="cylinder" size="0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.2 0.2 0.22 1" group="1" {_VIS}/>
+    <geom type="box" size="0.07 0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.9 0.9 0.92 1" group="2" {_VIS}/>
     <geom type="cylinder" size="0.04 {SHOULDER_HEIGHT / 2}" pos="{ARM_BASE[0]} {ARM_BASE[1]} {SHOULDER_HEIGHT / 2}"
           rgba="0.62 0.64 0.68 1" group="1" {_VIS}/>
     <geom type="box" size="0.045 0.045 {SHOULDER_HEIGHT / 2}" pos="{ARM_BASE[0]} {ARM_BASE[1]} {SHOULDER_HEIGHT / 2}"
@@ -223,16 +226,18 @@ def build_xml(offscreen: int = 512) -> str:
       <geom name="palm" type="box" size="{GRIPPER_OPEN_GAP / 2 + 2 * fx} 0.018 0.012" rgba="0.2 0.2 0.22 1"/>
     </body>
     <body name="finger_left" mocap="true">
-      <geom name="finger_left" type="box" size="{fx} {fy} {fz}" rgba="0.15 0.15 0.17 1" friction="1.5 0.02 0.001"/>
+      <geom name="finger_left" type="box" size="{fx} {fy} {fz}" rgba="0.15 0.15 0.17 1" friction="1.0 0.02 0.001"
+                solref="0.008 1"/>
     </body>
     <body name="finger_right" mocap="true">
-      <geom name="finger_right" type="box" size="{fx} {fy} {fz}" rgba="0.15 0.15 0.17 1" friction="1.5 0.02 0.001"/>
+      <geom name="finger_right" type="box" size="{fx} {fy} {fz}" rgba="0.15 0.15 0.17 1" friction="1.0 0.02 0.001"
+                solref="0.008 1"/>
     </body>
 
     <body name="plate" mocap="true" pos="0 0 0">
       <geom name="plate" type="cylinder" size="{PLATE_RADIUS} {PLATE_TOP / 2}" pos="0 0 {PLATE_TOP / 2}"
-            rgba="0.96 0.96 0.96 1"/>
-      <geom type="cylinder" size="{PLATE_RADIUS * 0.7} 0.0005" pos="0 0 {PLATE_TOP + 0.0005}" rgba="0.85 0.85 0.9 1"
+            rgba="0.55 0.62 0.80 1"/>
+      <geom type="cylinder" size="{PLATE_RADIUS * 0.75} 0.0005" pos="0 0 {PLATE_TOP + 0.0005}" rgba="0.97 0.97 0.97 1"
             {_VIS}/>
     </body>
     <body name="bin" mocap="true" pos="0 0 0">
@@ -328,12 +333,32 @@ def make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Rend
     """An offscreen renderer, with an actionable error when no GL backend is available."""
     backend = os.environ.get("MUJOCO_GL", "")
     try:
-        return mujoco.Renderer(model, height=height, width=width)
+        renderer = mujoco.Renderer(model, height=height, width=width)
+        if not _LIVE_RENDERERS_HOOKED:
+            # registered after EGL's own eglTerminate hook, so it runs first (atexit is LIFO)
+            atexit.register(_close_renderers)
+            _LIVE_RENDERERS_HOOKED.append(True)
+        _LIVE_RENDERERS.add(renderer)
+        return renderer
     except ValueError as exc:  # size larger than the offscreen buffer
         raise DreamgenError(f"ToyWorld image size {height}x{width} is not supported: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - GL/EGL failures come as many types
         raise DreamgenError(
             f"ToyWorld could not open an offscreen OpenGL context (MUJOCO_GL={backend or 'unset'}): {exc}. "
             "Headless rendering needs EGL: install it (Debian/Ubuntu: `apt-get install libegl1 libgl1-mesa-dri`) "
-            "and set MUJOCO_GL=egl, or install OSMesa (`apt-get install libosmesa6`) and set MUJOCO_GL=osmesa."
+            "and set MUJOCO_GL=egl before anything imports mujoco, or install OSMesa (`apt-get install libosmesa6`) "
+            "and set MUJOCO_GL=osmesa."
         ) from None
+
+
+_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+_LIVE_RENDERERS_HOOKED: list[bool] = []
+
+
+def _close_renderers() -> None:
+    # GL contexts freed during interpreter teardown print EGL errors: free them while EGL is still loaded
+    for r in list(_LIVE_RENDERERS):
+        try:
+            r.close()
+        except Exception:  # noqa: BLE001
+            pass
