@@ -168,6 +168,8 @@ def build_train_config(cfg: PolicyTrainConfig, device: str) -> Any:
     if cfg.pretrained and cfg.policy != "groot":
         train_cfg.policy.pretrained_path = Path(cfg.pretrained)
     _offline_backbone(train_cfg.policy, cfg.lerobot_args)
+    if cfg.policy == "groot" and cfg.pretrained:
+        _match_groot_base(train_cfg.policy, Path(cfg.pretrained), cfg.lerobot_args)
     if train_cfg.use_policy_training_preset:
         train_cfg.optimizer = train_cfg.policy.get_optimizer_preset()
         train_cfg.scheduler = train_cfg.policy.get_scheduler_preset()
@@ -198,6 +200,23 @@ def _offline_backbone(policy_cfg: Any, passed: list[str]) -> None:
         policy_cfg.use_group_norm = True  # LeRobot's recommendation for a backbone trained from scratch
 
 
+def _match_groot_base(policy_cfg: Any, base: Path, passed: list[str]) -> None:
+    """Take the padded widths and action horizon from the base model unless the user set them."""
+    try:
+        base_cfg = json.loads((base / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # check_groot_base reports it
+    given = {a.split("=", 1)[0] for a in passed}
+    for name in ("max_state_dim", "max_action_dim"):
+        if f"--policy.{name}" not in given and name in base_cfg:
+            setattr(policy_cfg, name, int(base_cfg[name]))
+    horizon = base_cfg.get("action_horizon")
+    if horizon and "--policy.chunk_size" not in given and int(horizon) < policy_cfg.chunk_size:
+        policy_cfg.chunk_size = int(horizon)
+        if "--policy.n_action_steps" not in given:
+            policy_cfg.n_action_steps = min(policy_cfg.n_action_steps, int(horizon))
+
+
 def _check_pretrained(cfg: PolicyTrainConfig) -> None:
     if not cfg.pretrained:
         if cfg.policy == "groot":
@@ -206,9 +225,8 @@ def _check_pretrained(cfg: PolicyTrainConfig) -> None:
                 "model.safetensors, processor files and a local Qwen3-VL backbone folder; the hub is not used)"
             )
         return
-    from dreamgen.policy.groot import check_groot_base
-
     from dreamgen.policy.checkpoint import check_policy_folder
+    from dreamgen.policy.groot import check_groot_base
 
     if cfg.policy == "groot":
         check_groot_base(Path(cfg.pretrained))
@@ -227,8 +245,17 @@ def _latest_checkpoint(out: Path) -> Path:
 # the training run
 
 
-def finetune_policy(cfg: PolicyTrainConfig) -> Path:
-    """Train (or resume) a policy; returns the final checkpoint's `pretrained_model/` folder."""
+@dataclass
+class TrainResult:
+    checkpoint: Path  # the final checkpoint's pretrained_model/ folder
+    losses: list[float]  # per step, this session only
+    policy: Any  # the trained policy (unwrapped), with its processors
+    preprocessor: Any
+    postprocessor: Any
+
+
+def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
+    """Train (or resume) a policy; the result names the final checkpoint's `pretrained_model/` folder."""
     out = cfg.output_dir
     if cfg.resume:
         saved = out / RUN_CONFIG
@@ -355,8 +382,11 @@ def finetune_policy(cfg: PolicyTrainConfig) -> Path:
         bar.update(1)
         if main and cfg.log_freq > 0 and step % cfg.log_freq == 0:
             window = losses[-cfg.log_freq:]
-            log.info("step %d loss %.4f lr %.2e (%.2f s/step)", step, sum(window) / len(window),
-                     optimizer.param_groups[0]["lr"], (time.perf_counter() - t0) / len(window))
+            rec = {"step": step, "loss": sum(window) / len(window), "lr": optimizer.param_groups[0]["lr"],
+                   "s_per_step": (time.perf_counter() - t0) / len(window)}
+            log.info("step %d loss %.4f lr %.2e (%.2f s/step)", *rec.values())
+            with open(out / "train_log.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
             t0 = time.perf_counter()
         if (cfg.save_freq > 0 and step % cfg.save_freq == 0) or step == cfg.steps:
             if main:
@@ -368,7 +398,9 @@ def finetune_policy(cfg: PolicyTrainConfig) -> Path:
     accelerator.end_training()
     if last_saved is None:
         raise DreamgenError(f"{out}: nothing trained (already at step {step} of {cfg.steps})")
-    return last_saved
+    policy = accelerator.unwrap_model(policy)
+    policy.eval()
+    return TrainResult(last_saved, losses, policy, preprocessor, postprocessor)
 
 
 def _cycle(loader):

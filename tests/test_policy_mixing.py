@@ -1,0 +1,137 @@
+"""Dataset mixing for finetune-policy: sampling weights, pooled statistics, bad inputs caught early."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dreamgen.errors import DatasetError, DreamgenError, EmbodimentError
+from dreamgen.policy.mixing import (
+    DatasetSpec,
+    WeightedMixSampler,
+    check_mixture,
+    mix_stats,
+    parse_dataset_spec,
+)
+from tests.test_policy_helpers import write_dataset
+
+
+def test_sample_frequencies_follow_weights():
+    frames = [np.arange(0, 100), np.arange(100, 110), np.arange(110, 1110)]
+    weights = [1.0, 3.0, 0.5]
+    s = WeightedMixSampler(frames, weights, num_samples=30_000, seed=3)
+    idx = np.fromiter(iter(s), dtype=np.int64)
+    which = np.searchsorted([100, 110], idx, side="right")
+    freq = np.bincount(which, minlength=3) / len(idx)
+    np.testing.assert_allclose(freq, np.asarray(weights) / sum(weights), atol=0.01)
+    # within a dataset, frames are drawn uniformly (the small dataset is heavily repeated, not truncated)
+    small = idx[which == 1]
+    assert set(small.tolist()) == set(range(100, 110))
+    assert np.bincount(small - 100).min() > 0.7 * len(small) / 10
+
+
+def test_sampler_is_deterministic_and_resumes_mid_pass():
+    frames = [np.arange(0, 50), np.arange(50, 60)]
+    a = WeightedMixSampler(frames, [1, 1], num_samples=40, seed=7)
+    first, second = list(a), list(a)
+    assert first != second  # a new pass draws new indices
+    b = WeightedMixSampler(frames, [1, 1], num_samples=40, seed=7)
+    b.resume_at(40 + 15)  # 1 full pass and 15 samples consumed
+    assert list(b) == second[15:]
+    assert list(b)[:5] == list(WeightedMixSampler(frames, [1, 1], num_samples=40, seed=7).indices(2))[:5]
+
+
+def test_mix_stats_pool_with_sampling_probabilities():
+    s1 = {"action": {"mean": np.array([0.0]), "std": np.array([1.0]), "min": np.array([-2.0]),
+                     "max": np.array([2.0]), "q01": np.array([-1.5]), "q99": np.array([1.5])}}
+    s2 = {"action": {"mean": np.array([4.0]), "std": np.array([2.0]), "min": np.array([0.0]),
+                     "max": np.array([9.0]), "q01": np.array([0.5]), "q99": np.array([8.0])}}
+    out = mix_stats([s1, s2], [3.0, 1.0], ["action"])["action"]
+    assert out["mean"][0] == pytest.approx(1.0)
+    # var = .75*(1 + 1) + .25*(4 + 9) = 4.75
+    assert out["std"][0] == pytest.approx(np.sqrt(4.75), rel=1e-5)
+    assert out["min"][0] == -2.0 and out["max"][0] == 9.0
+    assert out["q99"][0] == pytest.approx(0.75 * 1.5 + 0.25 * 8.0)
+
+
+@pytest.mark.parametrize("text,path,weight", [("a/b", "a/b", 1.0), ("a/b:0.25", "a/b", 0.25), ("x:3", "x", 3.0)])
+def test_parse_dataset_spec(text, path, weight):
+    s = parse_dataset_spec(text)
+    assert str(s.path) == path and s.weight == weight
+
+
+@pytest.mark.parametrize("text", ["a:0", "a:-1", "a:nan", "a:inf", "a:abc"])
+def test_bad_weights_rejected(text):
+    with pytest.raises(DatasetError, match="positive number"):
+        parse_dataset_spec(text)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mix")
+    return {
+        "real": write_dataset(root / "real", episodes=1, length=8),
+        "wide": write_dataset(root / "wide", episodes=1, length=8, action_dim=3),
+        "robot": write_dataset(root / "robot", episodes=1, length=8, robot_type="other_arm"),
+        "fps": write_dataset(root / "fps", episodes=1, length=8, fps=20),
+        "nostate": write_dataset(root / "nostate", episodes=1, length=8, with_state=False),
+    }
+
+
+def _emb(real):
+    from dreamgen.policy.finetune import resolve_embodiment
+
+    return resolve_embodiment(None, real)
+
+
+def test_check_mixture_accepts_matching_datasets(datasets):
+    emb = _emb(datasets["real"])
+    assert emb.action_dim == 2 and emb.state_dim == 2
+    _, cams, has_state = check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(datasets["real"], 0.5)], emb)
+    assert cams == ["observation.images.cam"] and has_state
+
+
+@pytest.mark.parametrize("name,error,match", [
+    ("wide", EmbodimentError, "action width 3"),
+    ("robot", EmbodimentError, "robot type 'other_arm'"),
+    ("fps", DatasetError, "fps 20"),
+    ("nostate", DatasetError, "no 'observation.state'"),
+])
+def test_check_mixture_rejects_mismatched_neural_dataset(datasets, name, error, match):
+    emb = _emb(datasets["real"])
+    with pytest.raises(error, match=match):
+        check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(datasets[name], 0.5)], emb)
+
+
+def test_check_mixture_rejects_missing_camera_and_folder(datasets, tmp_path):
+    emb = _emb(datasets["real"])
+    with pytest.raises(DatasetError, match="missing camera"):
+        check_mixture([DatasetSpec(datasets["real"])], emb, video_keys=["observation.images.wrist"])
+    with pytest.raises(DatasetError, match="does not exist"):
+        check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(tmp_path / "nope")], emb)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no meta/info.json"):
+        check_mixture([DatasetSpec(tmp_path / "empty")], emb)
+
+
+def test_finetune_rejects_bad_input_before_training(datasets, tmp_path):
+    from dreamgen.policy.finetune import PolicyTrainConfig, finetune_policy
+
+    out = tmp_path / "run"
+    with pytest.raises(EmbodimentError, match="action width 3"):
+        finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"]), DatasetSpec(datasets["wide"], 0.5)],
+                                          out, policy="diffusion", steps=1))
+    assert not out.exists()  # nothing written, nothing trained
+    with pytest.raises(DreamgenError, match="unknown policy type 'difusion'"):
+        finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"])], out, policy="difusion", steps=1,
+                                          device="cpu"))
+    with pytest.raises(DreamgenError, match="groot needs a local GR00T N1.7 base model folder"):
+        finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"])], out, policy="groot", steps=1))
+    with pytest.raises(DreamgenError, match="nothing to resume|cannot resume"):
+        finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"])], out, policy="diffusion", resume=True))
+    with pytest.raises(DreamgenError, match="missing model.safetensors"):
+        (tmp_path / "pm").mkdir()
+        (tmp_path / "pm" / "config.json").write_text('{"type": "diffusion"}')
+        finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"])], out, policy="diffusion", steps=1,
+                                          pretrained=str(tmp_path / "pm")))
+    assert not out.exists()
