@@ -7,3 +7,30 @@ is first imported, hence here, at the top of the package.
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+from dreamgen.toyworld.env import ToyWorldEnv, render_initial_frame  # noqa: E402
+from dreamgen.toyworld.evaluate import evaluate, wilson_interval  # noqa: E402
+from dreamgen.toyworld.experts import ExpertPolicy, ScriptedExpert  # noqa: E402
+from dreamgen.toyworld.policies import Policy, RandomPolicy, load_policy, register_policy_loader  # noqa: E402
+from dreamgen.toyworld.scene import ARM_STYLES, ENVIRONMENTS, OBJECT_NAMES  # noqa: E402
+from dreamgen.toyworld.tasks import BEHAVIORS, WorldState, instruction_for, is_success  # noqa: E402
+
+__all__ = [
+    "ARM_STYLES",
+    "BEHAVIORS",
+    "ENVIRONMENTS",
+    "OBJECT_NAMES",
+    "ExpertPolicy",
+    "Policy",
+    "RandomPolicy",
+    "ScriptedExpert",
+    "ToyWorldEnv",
+    "WorldState",
+    "evaluate",
+    "instruction_for",
+    "is_success",
+    "load_policy",
+    "register_policy_loader",
+    "render_initial_frame",
+    "wilson_interval",
+]

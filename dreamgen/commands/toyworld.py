@@ -1,0 +1,129 @@
+"""`dreamgen toyworld list|collect|eval|stats|frame`: the embedded MuJoCo tabletop world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+tw_app = typer.Typer(help="ToyWorld: MuJoCo tabletop with a robot arm, scripted experts, data collection and "
+                     "closed-loop evaluation.", no_args_is_help=True)
+
+
+def _names(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        out += [x.strip() for x in v.split(",") if x.strip()]
+    return out
+
+
+def _all_or(values: list[str], kind: str) -> list[str]:
+    from dreamgen.toyworld.scene import ENVIRONMENTS
+    from dreamgen.toyworld.tasks import BEHAVIORS
+
+    names = _names(values)
+    if names == ["all"]:
+        return list(BEHAVIORS if kind == "behavior" else ENVIRONMENTS)
+    return names
+
+
+@tw_app.command("list")
+def list_cmd() -> None:
+    """List behaviors, environments and arm styles."""
+    from dreamgen.toyworld.scene import ARM_STYLES, ENVIRONMENTS
+    from dreamgen.toyworld.tasks import BEHAVIORS
+
+    typer.echo("behaviors:")
+    for b in BEHAVIORS.values():
+        typer.echo(f"  {b.name:<12} {b.description} (e.g. '{b.template}', limit {b.max_steps} steps)")
+    typer.echo("environments:")
+    for e in ENVIRONMENTS.values():
+        typer.echo(f"  {e.name:<12} {e.description}")
+    typer.echo("arm styles:")
+    for s in ARM_STYLES.values():
+        typer.echo(f"  {s.name:<12} {s.description}")
+
+
+@tw_app.command("collect")
+def collect_cmd(
+    out: Path = typer.Option(..., "--out", help="New LeRobot v3 dataset folder (must not exist)."),
+    behaviors: list[str] = typer.Option(["pick_place"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
+    envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
+    episodes: int = typer.Option(50, "--episodes", help="Episodes in total, round-robin over behavior x env."),
+    seed: int = typer.Option(0, "--seed"),
+    image_size: int = typer.Option(64, "--image-size", help="Square image side in pixels."),
+    arm_style: str = typer.Option("default", "--arm-style", help="default | blue_box | floating."),
+    embodiment: str = typer.Option("toyworld", "--embodiment", help="Embodiment written into the dataset."),
+) -> None:
+    """Record scripted-expert episodes (only successful ones) as a LeRobot v3 dataset."""
+    from dreamgen.toyworld.collect import CollectConfig, collect
+
+    cfg = CollectConfig(out=str(out), behaviors=_all_or(behaviors, "behavior"), envs=_all_or(envs, "env"),
+                        episodes=episodes, seed=seed, image_size=image_size, arm_style=arm_style,
+                        embodiment=embodiment)
+    typer.echo(json.dumps(collect(cfg), indent=2))
+
+
+@tw_app.command("eval")
+def eval_cmd(
+    policy: str = typer.Option(..., "--policy", help="'expert', 'random', or a checkpoint a registered loader reads."),
+    behaviors: list[str] = typer.Option(["pick_place"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
+    envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
+    episodes: int = typer.Option(20, "--episodes", help="Episodes per (behavior, env)."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(None, "--out", help="Folder for results.json and rollout videos."),
+    save_videos: int = typer.Option(2, "--save-videos", help="Rollout mp4s saved per (behavior, env)."),
+    image_size: int = typer.Option(64, "--image-size"),
+    arm_style: str = typer.Option("default", "--arm-style"),
+    max_steps: int = typer.Option(None, "--max-steps", help="Override the behaviors' time limits."),
+) -> None:
+    """Closed-loop success rate per behavior/env with Wilson 95% confidence intervals."""
+    from dreamgen.toyworld.evaluate import evaluate, format_report
+    from dreamgen.toyworld.policies import load_policy
+
+    pol = load_policy(policy, seed=seed)
+    report = evaluate(pol, _all_or(behaviors, "behavior"), _all_or(envs, "env"), episodes, seed=seed,
+                      out_dir=out, save_videos=save_videos, image_size=image_size, arm_style=arm_style,
+                      max_steps=max_steps)
+    typer.echo(format_report(report))
+    if out is not None:
+        typer.echo(f"wrote {out / 'results.json'}")
+
+
+@tw_app.command("stats")
+def stats_cmd(
+    dataset: Path = typer.Argument(..., help="A collected ToyWorld dataset."),
+    out: Path = typer.Option(..., "--out", help="Folder to write embodiment.yaml + modality.json + stats.json."),
+    embodiment: str = typer.Option("toyworld", "--embodiment"),
+) -> None:
+    """Recompute the embodiment's normalisation statistics from a dataset and save the embodiment folder."""
+    from dreamgen.toyworld.collect import embodiment_with_stats
+
+    emb = embodiment_with_stats(dataset, embodiment)
+    emb.save(out)
+    typer.echo(f"wrote {out} (stats from {dataset})")
+
+
+@tw_app.command("frame")
+def frame_cmd(
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    behavior: str = typer.Option("pick_place", "--behavior"),
+    env: str = typer.Option("default", "--env"),
+    seed: int = typer.Option(0, "--seed"),
+    image_size: int = typer.Option(64, "--image-size"),
+    arm_style: str = typer.Option("default", "--arm-style"),
+) -> None:
+    """Render the first frame of an episode (what a world model dreams from) and print its instruction."""
+    from PIL import Image
+
+    from dreamgen.toyworld.env import render_initial_frame
+
+    img, instruction = render_initial_frame(behavior, env, seed, image_size, arm_style)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(out)
+    typer.echo(json.dumps({"image": str(out), "instruction": instruction}))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tw_app, name="toyworld")
