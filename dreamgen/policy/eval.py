@@ -105,19 +105,16 @@ def register_toyworld_loader() -> bool:
     if _REGISTERED:
         return True
     try:
-        from dreamgen.toyworld import register_policy_loader  # type: ignore[attr-defined]
+        from dreamgen.toyworld.policies import register_policy_loader
     except ImportError:
-        try:
-            from dreamgen.toyworld.policy import register_policy_loader  # type: ignore[no-redef]
-        except ImportError:
-            return False
-    register_policy_loader(is_lerobot_checkpoint, LeRobotToyWorldPolicy.from_checkpoint)
+        return False
+    register_policy_loader(is_lerobot_checkpoint, LeRobotToyWorldPolicy.from_checkpoint, name="lerobot")
     _REGISTERED = True
     return True
 
 
 def _toyworld_evaluate():
-    for mod in ("dreamgen.toyworld", "dreamgen.toyworld.evaluate", "dreamgen.toyworld.eval"):
+    for mod in ("dreamgen.toyworld.evaluate", "dreamgen.toyworld"):
         try:
             m = __import__(mod, fromlist=["evaluate"])
         except ImportError:
@@ -140,6 +137,15 @@ def eval_policy(checkpoint: str | Path, out_dir: str | Path | None = None, devic
     evaluate = _toyworld_evaluate()
     params = inspect.signature(evaluate).parameters
     kwargs = {k: v for k, v in eval_kwargs.items() if v is not None}
+    if "videos" in kwargs and "save_videos" in params:
+        kwargs["save_videos"] = kwargs.pop("videos")
+    from dreamgen.toyworld import scene, tasks
+
+    for name, table in (("behaviors", tasks.BEHAVIORS), ("envs", scene.ENVIRONMENTS)):
+        if name in params and name not in kwargs:
+            kwargs[name] = list(table)  # default: every behavior / environment
+    if "episodes" in params and "episodes" not in kwargs:
+        kwargs["episodes"] = 20
     if out_dir is not None:
         for name in ("out_dir", "output_dir", "out"):
             if name in params:
@@ -151,3 +157,8 @@ def eval_policy(checkpoint: str | Path, out_dir: str | Path | None = None, devic
         log.warning("ToyWorld evaluate() does not take %s; ignored", dropped)
     kwargs = {k: v for k, v in kwargs.items() if k in params or accepts_any}
     return evaluate(policy, **kwargs)
+
+
+# ToyWorld imports this module as a policy-loader plugin (dreamgen.toyworld.policies.POLICY_LOADER_MODULES):
+# registering here makes `dreamgen toyworld eval --policy <lerobot checkpoint>` work.
+register_toyworld_loader()
