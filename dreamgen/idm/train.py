@@ -303,6 +303,10 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
     from tqdm import tqdm
 
     model.train()
+    if rank == 0 and val_set is not None and step == 0:  # the starting point the curve is judged against
+        val0 = validation_loss(model, val_set, cfg.batch_size, device, autocast, cfg.max_val_samples)
+        history.append({"step": 0, "val_loss": val0})
+        log.info("step 0: val loss %.4f", val0)
     pbar = tqdm(total=cfg.max_steps, initial=step, desc="idm-train", disable=rank != 0, dynamic_ncols=True)
     aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
     epoch, last_saved, t0, running = step // max(1, len(loader)), None, time.time(), []
