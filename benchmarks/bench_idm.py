@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""IDM labelling speed: frames labelled per second by `label_frames` (the idm-extract inner loop:
+encode every frame once, mix per window, flow-matching sampling, temporal ensembling).
+
+    # the reference-sized IDM (SigLIP-2-large shape, random weights), one H100, bf16:
+    python benchmarks/bench_idm.py --model-config siglip2_large --device cuda --frames 93 --videos 8 --size 256
+    # the ToyWorld IDM on CPU:
+    python benchmarks/bench_idm.py --model-config toyworld --device cpu --frames 24 --videos 4 --size 64 \
+        --offsets 0,8 --horizon 8 --action-dim 4
+
+Prints a table row and appends it to benchmarks/RESULTS.md (date, machine, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model-config", default="toyworld")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--frames", type=int, default=93, help="frames per video")
+    p.add_argument("--videos", type=int, default=4)
+    p.add_argument("--size", type=int, default=256, help="video frame size (square)")
+    p.add_argument("--offsets", default="0,16")
+    p.add_argument("--horizon", type=int, default=16)
+    p.add_argument("--action-dim", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-record", action="store_true")
+    args = p.parse_args()
+
+    import numpy as np
+    import torch
+
+    from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
+    from dreamgen.idm.extract import _device_and_autocast, label_frames
+    from dreamgen.idm.modeling_idm import IDM
+    from dreamgen.idm.synthetic import synthetic_embodiment
+
+    torch.set_num_threads(args.threads)
+    fields = resolve_model_config(args.model_config)
+    fields.pop("encoder_path", None)
+    fields.setdefault("image_size", [args.size, args.size])
+    offsets = [int(x) for x in args.offsets.split(",")]
+    cfg = IDMConfig.from_dict({**fields, "observation_offsets": offsets, "action_horizon": args.horizon,
+                               "action_dim": args.action_dim})
+    device, autocast = _device_and_autocast(args.device, args.precision)
+    model = IDM(cfg).to(device).eval()
+    emb = synthetic_embodiment(offsets, args.horizon, cfg.image_size[0], args.action_dim)
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 255, (args.frames, args.size, args.size, 3), dtype=np.uint8)
+              for _ in range(args.videos)]
+    label_frames(model, emb, videos[0][: cfg.window + 1], args.batch_size, args.steps, 0, device, autocast)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for v in videos:
+        label_frames(model, emb, v, args.batch_size, args.steps, 0, device, autocast)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    n = args.frames * args.videos
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    mem = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "-"
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.processor() or ''} " \
+        f"{args.threads} thread(s)"
+    row = (f"| {datetime.date.today()} | {machine} | {args.model_config} ({params:.0f}M) | {cfg.image_size[0]}px, "
+           f"offsets {offsets}, H={args.horizon}, {args.steps or cfg.num_inference_steps} steps | "
+           f"{n / dt:.1f} frames/s | {mem} |")
+    print("| date | machine | IDM | input | labelled | peak mem |\n|---|---|---|---|---|---|\n" + row)
+    if not args.no_record:
+        results = Path(__file__).resolve().parent / "RESULTS.md"
+        with results.open("a") as f:
+            f.write(f"\n### IDM labelling speed\n`{' '.join(sys.argv)}`\n\n| date | machine | IDM | input | labelled | "
+                    f"peak mem |\n|---|---|---|---|---|---|\n{row}\n")
+
+
+if __name__ == "__main__":
+    main()
