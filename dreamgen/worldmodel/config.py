@@ -22,6 +22,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "vae_lr": 1e-3,
     "vae_steps": 0,
     "vae_kl_weight": 1e-6,
+    "vae_stats_clips": 64,  # clips encoded to measure the trained autoencoder's latent mean/std
     "steps": 1000,
     "batch_size": 1,
     "weight_decay": 0.01,

@@ -233,7 +233,7 @@ class Cosmos2Backbone(Backbone):
         try:
             pipe = DreamgenCosmos2Pipeline.from_pretrained(
                 str(folder), safety_checker=guardrail if guardrail is not None else GuardrailDisabled(),
-                torch_dtype=torch_dtype, local_files_only=True)
+                dtype=torch_dtype, local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise DreamgenError(f"{folder}: cannot load the Cosmos2 checkpoint ({exc})") from None
         if guardrail is None:

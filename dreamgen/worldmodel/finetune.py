@@ -95,16 +95,16 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         changes["resolution"] = list(cfg.resolution)
     if cfg.num_frames:
         changes["num_frames"] = cfg.num_frames
-    train = dict(preset.train)
+    train = {**preset.train, **changes.pop("train", {})}
     for key, value in (("steps", cfg.steps), ("vae_steps", cfg.vae_steps), ("batch_size", cfg.batch_size),
                        ("lr", cfg.lr)):
         if value is not None:
             train[key] = value
-    lora = dict(preset.lora)
+    lora = {**preset.lora, **changes.pop("lora", {})}
     for key, value in (("rank", cfg.lora_rank), ("alpha", cfg.lora_alpha), ("targets", cfg.lora_targets)):
         if value is not None:
             lora[key] = value
-    preset = preset.replace(**changes, train={**train, **changes.get("train", {})}, lora=lora)
+    preset = preset.replace(**changes, train=train, lora=lora)
     train = preset.train
 
     out = Path(cfg.output_dir)
@@ -195,7 +195,8 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         del opt, vae_model
         if main:
             _save_checkpoint(accelerator, ckpt_root, vae_steps, "vae_done", backbone, None, None, log_rows, cfg,
-                             vae_too=True, stats_videos=[clips.sample(rng, 1)[0] for _ in range(min(64, 4 * len(clips)))])
+                             vae_too=True, stats_videos=[clips.sample(rng, 1)[0]
+                                           for _ in range(int(train["vae_stats_clips"]))])
         accelerator.wait_for_everyone()
         state = _latest_checkpoint(ckpt_root)
         pipe.vae.register_to_config(latents_mean=state["latents_mean"], latents_std=state["latents_std"])
@@ -253,7 +254,7 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
             sched.step()
             opt.zero_grad(set_to_none=True)
         _log(log_rows, step + 1, "transformer", loss, opt, t0, cfg.log_every, steps)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == steps:
             _save_checkpoint(accelerator, ckpt_root, step + 1, "transformer", backbone, opt, transformer, log_rows,
                              cfg, vae_too=cfg.init == "scratch")
     accelerator.wait_for_everyone()

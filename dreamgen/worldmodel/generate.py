@@ -189,8 +189,10 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     if device.startswith("cuda") and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     meta: dict[str, Any] = {}
+    lora_used = cfg.lora
     if backbone is None:
-        preset, _, _ = resolve_model(cfg.model, cfg.preset)
+        preset, _, own_lora = resolve_model(cfg.model, cfg.preset)
+        lora_used = cfg.lora or (str(own_lora) if own_lora else None)
         guardrail = make_guardrail(preset.guardrail and not cfg.disable_guardrail)
         backbone = load_world_model(cfg.model, cfg.preset, cfg.lora, guardrail=guardrail, device=device,
                                     torch_dtype=_dtype(cfg.dtype, device))
@@ -225,7 +227,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
         video_path = out / dream_filename(i, item.instruction)
         write_video(video_path, frames, fps)
         sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
-                   "model": str(cfg.model), "lora": cfg.lora, "steps": steps, "guidance": guidance, "fps": fps,
+                   "model": str(cfg.model), "lora": lora_used, "steps": steps, "guidance": guidance, "fps": fps,
                    "num_frames": num_frames, "resolution": [height, width],
                    "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
                    else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,

@@ -36,7 +36,7 @@ class WanI2VBackbone(Backbone):
 
         folder = cls.check_folder(folder)
         try:
-            pipe = WanImageToVideoPipeline.from_pretrained(str(folder), torch_dtype=torch_dtype,
+            pipe = WanImageToVideoPipeline.from_pretrained(str(folder), dtype=torch_dtype,
                                                            local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise DreamgenError(f"{folder}: cannot load the Wan I2V checkpoint ({exc})") from None

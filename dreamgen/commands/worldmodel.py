@@ -1,0 +1,118 @@
+"""`dreamgen finetune-wm | generate` (the world-model stage)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from dreamgen.errors import DreamgenError
+
+
+def _size(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        h, w = (int(x) for x in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise DreamgenError(f"--resolution must look like HxW (e.g. 432x768), got {text!r}") from None
+    return [h, w]
+
+
+def finetune_wm_cmd(
+    data: Path = typer.Argument(..., help="A LeRobot dataset (v3 or GR00T v2.x) or a folder of <name>.mp4 + "
+                                          "<name>.txt prompts."),
+    output_dir: Path = typer.Argument(..., help="New folder for the trained model (LoRA or full weights)."),
+    preset: str = typer.Option("toy", "--preset", "-p", help="toy | cosmos_predict2_2b | cosmos_predict2_14b | "
+                               "wan2_1_i2v_14b | a preset YAML."),
+    embodiment: str = typer.Option(None, "--embodiment", "-e", help="Gives video key, fps, resolution, frame "
+                                   "count and prompt prefix."),
+    mode: str = typer.Option("lora", "--mode", help="lora | full."),
+    init: str = typer.Option("pretrained", "--init", help="pretrained | scratch (scratch trains every "
+                             "component, autoencoder included; needs --mode full)."),
+    pretrained: str = typer.Option(None, "--pretrained", help="Local diffusers checkpoint folder."),
+    lora_rank: int = typer.Option(None, "--lora-rank"),
+    lora_alpha: int = typer.Option(None, "--lora-alpha"),
+    lora_targets: str = typer.Option(None, "--lora-targets", help="Comma-separated module names "
+                                     "(default: attention q/k/v/out and MLP projections)."),
+    steps: int = typer.Option(None, "--steps", help="Transformer training steps."),
+    vae_steps: int = typer.Option(None, "--vae-steps", help="Autoencoder steps (scratch only)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Clips per step per GPU."),
+    lr: float = typer.Option(None, "--lr"),
+    grad_accum: int = typer.Option(1, "--grad-accum"),
+    num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip (4k+1)."),
+    resolution: str = typer.Option(None, "--resolution", help="HxW (multiples of 16)."),
+    frame_stride: int = typer.Option(1, "--frame-stride", help="Take every n-th frame of the source videos."),
+    video_key: str = typer.Option(None, "--video-key"),
+    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto | bf16 | no."),
+    gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                help="Default: on for GPU."),
+    save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTPUT_DIR."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda if available)."),
+) -> None:
+    """Fine-tune a video world model on one robot's videos (LoRA or full), or train the toy one from
+    scratch. Multi-GPU: `accelerate launch -m dreamgen.cli finetune-wm ...`."""
+    from dreamgen.worldmodel.finetune import FinetuneConfig, finetune_world_model
+
+    cfg = FinetuneConfig(
+        data=str(data), output_dir=str(output_dir), preset=preset, embodiment=embodiment, mode=mode, init=init,
+        pretrained=pretrained, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None,
+        steps=steps, vae_steps=vae_steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
+        num_frames=num_frames, resolution=_size(resolution), frame_stride=frame_stride, video_key=video_key,
+        mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing, save_every=save_every,
+        resume=resume, seed=seed, device=device, command=shlex.join(["dreamgen", *sys.argv[1:]]),
+    )
+    out = finetune_world_model(cfg)
+    typer.echo(f"world model written to {out}")
+
+
+def generate_cmd(
+    model: str = typer.Argument(..., help="finetune-wm output folder, diffusers checkpoint folder, or preset "
+                                          "name with a pretrained path."),
+    inputs: Path = typer.Argument(..., help="JSON/CSV list (image, prompt) or a folder of images + .txt prompts."),
+    output_dir: Path = typer.Argument(..., help="Where <i>_<Instruction>.mp4 + .json go (resumable)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset for a bare diffusers folder."),
+    lora: str = typer.Option(None, "--lora", help="Extra LoRA (a finetune-wm folder or .safetensors)."),
+    seed: int = typer.Option(0, "--seed", help="Video i uses seed + i."),
+    num_steps: int = typer.Option(None, "--num-steps"),
+    guidance: float = typer.Option(None, "--guidance"),
+    negative_prompt: str = typer.Option(None, "--negative-prompt"),
+    num_frames: int = typer.Option(None, "--num-frames"),
+    fps: float = typer.Option(None, "--fps"),
+    resolution: str = typer.Option(None, "--resolution", help="HxW (default: the model's)."),
+    videos_per_prompt: int = typer.Option(1, "--videos-per-prompt"),
+    prompt_prefix: str = typer.Option(None, "--prompt-prefix", help="Default: the model's fine-tuning prefix."),
+    shard: str = typer.Option(None, "--shard", help="i/n: this process makes every n-th video (combined with "
+                              "torchrun/accelerate ranks)."),
+    disable_guardrail: bool = typer.Option(False, "--disable-guardrail", help="Explicitly run Cosmos without "
+                                           "NVIDIA's cosmos_guardrail safety checker."),
+    device: str = typer.Option(None, "--device"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU) | bf16 | fp16 | fp32."),
+    fused_cfg: bool = typer.Option(True, "--fused-cfg/--no-fused-cfg", help="Guidance passes in one batch."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer."),
+    attention_backend: str = typer.Option(None, "--attention-backend", help="diffusers attention backend, "
+                                          "e.g. _native_cudnn, flash."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N videos."),
+) -> None:
+    """Dream robot videos from (first frame, instruction) pairs."""
+    from dreamgen.worldmodel.generate import GenerateConfig, generate_videos
+
+    cfg = GenerateConfig(
+        model=model, inputs=str(inputs), output_dir=str(output_dir), preset=preset, lora=lora, seed=seed,
+        num_steps=num_steps, guidance=guidance, negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
+        resolution=_size(resolution), videos_per_prompt=videos_per_prompt, prompt_prefix=prompt_prefix,
+        shard=shard, disable_guardrail=disable_guardrail, device=device, dtype=dtype, fused_cfg=fused_cfg,
+        compile=compile_model, attention_backend=attention_backend, limit=limit,
+    )
+    written = generate_videos(cfg)
+    typer.echo(f"{len(written)} videos written to {output_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("finetune-wm")(finetune_wm_cmd)
+    app.command("generate")(generate_cmd)
