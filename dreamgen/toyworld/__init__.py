@@ -4,9 +4,11 @@ Headless rendering uses EGL unless MUJOCO_GL says otherwise; it has to be chosen
 is first imported, hence here, at the top of the package.
 """
 
+import logging
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs its accelerate probe at INFO
 
 from dreamgen.toyworld.env import ToyWorldEnv, render_initial_frame  # noqa: E402
 from dreamgen.toyworld.evaluate import evaluate, wilson_interval  # noqa: E402
