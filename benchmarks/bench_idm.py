@@ -8,6 +8,10 @@ encode every frame once, mix per window, flow-matching sampling, temporal ensemb
     python benchmarks/bench_idm.py --model-config toyworld --device cpu --frames 24 --videos 4 --size 64 \
         --offsets 0,8 --horizon 8 --action-dim 4
 
+IDM quality on a ToyWorld dataset (normalised action error vs. the predict-the-mean baseline on the
+checkpoint's held-out episodes, and open-loop replay success of the labels vs. the expert's actions):
+    python benchmarks/bench_idm.py --quality runs/idm_toyworld --dataset demo_data/toyworld_pick_place
+
 Prints a table row and appends it to benchmarks/RESULTS.md (date, machine, command).
 """
 
@@ -38,7 +42,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-record", action="store_true")
+    p.add_argument("--quality", metavar="CHECKPOINT", help="measure quality of this checkpoint instead of speed")
+    p.add_argument("--dataset", help="with --quality: the dataset (default: the checkpoint's training dataset)")
     args = p.parse_args()
+    if args.quality:
+        return quality(args)
 
     import numpy as np
     import torch
@@ -85,6 +93,33 @@ def main() -> None:
         with results.open("a") as f:
             f.write(f"\n### IDM labelling speed\n`{' '.join(sys.argv)}`\n\n| date | machine | IDM | input | labelled | "
                     f"peak mem |\n|---|---|---|---|---|---|\n{row}\n")
+
+
+def quality(args) -> None:
+    import json
+
+    import torch
+
+    from dreamgen.idm.checkpoint import find_checkpoint, load_idm
+    from dreamgen.idm.evaluate import EvalConfig, evaluate_idm, replay_success
+
+    torch.set_num_threads(args.threads)
+    ckpt = find_checkpoint(args.quality)
+    state = load_idm(ckpt)[2]
+    dataset = args.dataset or state.get("dataset_path")
+    err = evaluate_idm(EvalConfig(ckpt, dataset, device=args.device, num_inference_steps=args.steps))
+    rep = replay_success(ckpt, dataset, device=args.device, num_inference_steps=args.steps)
+    print(json.dumps({**err, **rep}, indent=2))
+    row = (f"| {datetime.date.today()} | {ckpt} (step {state.get('step')}) | {dataset} | {err['episodes']} "
+           f"held-out eps / {err['frames']} frames | {err['idm_mse']:.3f} | {err['baseline_mse']:.3f} | "
+           f"{err['mse_ratio']:.2f} | {rep['idm_replay_success']:.0%} | {rep['expert_replay_success']:.0%} |")
+    header = ("| date | IDM | dataset | eval set | IDM MSE (norm.) | mean-action MSE | ratio | IDM replay success "
+              "| expert replay success |\n|---|---|---|---|---|---|---|---|---|")
+    print(header + "\n" + row)
+    if not args.no_record:
+        results = Path(__file__).resolve().parent / "RESULTS.md"
+        with results.open("a") as f:
+            f.write(f"\n### IDM quality on ToyWorld\n`{' '.join(sys.argv)}`\n\n{header}\n{row}\n")
 
 
 if __name__ == "__main__":

@@ -130,12 +130,19 @@ def eval_cmd(
     episodes: str = typer.Option(None, "--episodes", help="Comma-separated episode indices."),
     device: str = typer.Option("auto", "--device"),
     steps: int = typer.Option(None, "--steps"),
+    replay: bool = typer.Option(False, "--replay", help="ToyWorld datasets: also execute the labels open-loop "
+                                "from each episode's initial state and report task success."),
 ) -> None:
     """Normalised action error of IDM labels vs. ground truth, against predicting the mean action."""
-    from dreamgen.idm.evaluate import EvalConfig, evaluate_idm
+    from dreamgen.idm.evaluate import EvalConfig, evaluate_idm, replay_success
 
     ids = [int(x) for x in episodes.split(",")] if episodes else None
     res = evaluate_idm(EvalConfig(checkpoint, dataset_path, ids, device=device, num_inference_steps=steps))
+    if replay:
+        from dreamgen.idm.checkpoint import load_idm
+
+        path = dataset_path or load_idm(checkpoint)[2].get("dataset_path")
+        res.update(replay_success(checkpoint, path, ids, device=device, num_inference_steps=steps))
     typer.echo(json.dumps(res, indent=2))
 
 

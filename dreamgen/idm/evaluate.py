@@ -85,3 +85,48 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
     }
     res["mse_ratio"] = res["idm_mse"] / max(res["baseline_mse"], 1e-12)
     return res
+
+
+def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: list[int] | None = None,
+                   device: str = "auto", num_inference_steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """ToyWorld only: label held-out expert episodes with the IDM, execute the labels open-loop from each
+    episode's initial state (its recorded seed), and check the task predicate. The expert's own actions
+    are replayed too, as the ceiling (ToyWorld is deterministic given the seed)."""
+    import json
+
+    from dreamgen.idm.checkpoint import load_idm
+    from dreamgen.idm.data import load_dataset_episodes
+    from dreamgen.idm.extract import _device_and_autocast, label_frames
+    from dreamgen.toyworld.env import ToyWorldEnv
+
+    dev, autocast = _device_and_autocast(device, "auto")
+    model, emb, state = load_idm(checkpoint, dev)
+    prov_path = Path(dataset_path) / "meta" / "dreamgen_provenance.json"
+    if not prov_path.is_file():
+        raise DreamgenError(f"{prov_path}: not found; replay needs a `dreamgen toyworld collect` dataset")
+    prov = {e["episode_index"]: e for e in json.loads(prov_path.read_text())["episodes"]}
+    ids = episodes
+    if ids is None:  # the held-out episodes of the training dataset; every episode of another dataset
+        same = Path(dataset_path).resolve() == Path(state.get("dataset_path") or "").resolve()
+        ids = (state.get("val_episodes") or None) if same else None
+    eps = load_dataset_episodes(dataset_path, emb.video_key, model.config.image_size, episodes=ids)
+    idm_ok = expert_ok = 0
+    for ep in eps:
+        info = prov[ep.index]
+        pred = label_frames(model, emb, ep.frames, 64, num_inference_steps, seed, dev, autocast)
+        for actions, which in ((pred, "idm"), (ep.action, "expert")):
+            env = ToyWorldEnv(behavior=info["behavior"], env=info["env"], max_episode_steps=len(actions) + 1)
+            env.reset(seed=info["seed"], options={"behavior": info["behavior"], "env": info["env"]})
+            success = False
+            for a in actions:
+                _, _, terminated, truncated, step_info = env.step(np.clip(a, -1, 1))
+                success = bool(step_info.get("success"))
+                if terminated or truncated:
+                    break
+            env.close()
+            if which == "idm":
+                idm_ok += success
+            else:
+                expert_ok += success
+    n = len(eps)
+    return {"episodes": n, "idm_replay_success": idm_ok / max(n, 1), "expert_replay_success": expert_ok / max(n, 1)}
