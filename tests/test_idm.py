@@ -188,3 +188,50 @@ def test_train_refuses_mismatched_embodiment(synthetic_dataset, tmp_path):
     with pytest.raises(EmbodimentError, match="action width"):
         train_idm(IDMTrainConfig(dataset_path=dataset, embodiment="so100", output_dir=tmp_path / "r",
                                  model_config="tiny", max_steps=1, device="cpu"))
+
+
+def test_pretrained_siglip_folder_loads_and_checkpoint_is_self_contained(tmp_path):
+    """encoder_path: a local transformers SigLIP folder (here a tiny full SiglipModel, as released checkpoints
+    are); the IDM checkpoint must then load without that folder."""
+    import shutil
+
+    from transformers import SiglipConfig, SiglipModel
+
+    from dreamgen.idm.checkpoint import load_idm, save_checkpoint
+    from dreamgen.idm.configuration_idm import IDMConfig
+    from dreamgen.idm.modeling_idm import IDM
+
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "patch_size": 8, "image_size": 32}
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "vocab_size": 100}
+    siglip = SiglipModel(SiglipConfig(vision_config=vision, text_config=text))
+    siglip.save_pretrained(tmp_path / "siglip")
+    cfg = IDMConfig.from_dict({**TINY, "encoder_path": str(tmp_path / "siglip"), "action_dim": 2,
+                               "action_horizon": 4, "observation_offsets": [0, 4], "image_size": [48, 48]})
+    model = IDM(cfg).eval()
+    ref = siglip.vision_model.embeddings.patch_embedding.weight
+    assert torch.equal(model.encoder.embeddings.patch_embedding.weight, ref)  # pretrained weights, not random
+    save_checkpoint(tmp_path / "ckpt", model, synthetic_embodiment())
+    shutil.rmtree(tmp_path / "siglip")
+    loaded, _, _ = load_idm(tmp_path / "ckpt")
+    assert torch.equal(loaded.encoder.embeddings.patch_embedding.weight, ref)
+    frames = torch.randint(0, 255, (1, 2, 40, 40, 3), dtype=torch.uint8)  # resized to the encoder's 32x32
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(model.sample(frames, generator=g()), loaded.sample(frames, generator=g()))
+    (tmp_path / "notsiglip").mkdir()
+    (tmp_path / "notsiglip" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(DreamgenError, match="SigLIP"):
+        IDM(IDMConfig.from_dict({**TINY, "encoder_path": str(tmp_path / "notsiglip")}))
+
+
+def test_cli_convert_dry_run(tmp_path):
+    src = tmp_path / "gen"
+    src.mkdir()
+    (src / "0_Pick_the_cup.mp4").write_bytes(b"v")
+    (src / "1_Pick_the_cup.mp4").write_bytes(b"v")
+    exe = str(Path(sys.executable).parent / "dreamgen")
+    r = subprocess.run([exe, "convert", str(src), str(tmp_path / "out"), "--dry-run"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Pick_the_cup/1.mp4" in r.stdout and not (tmp_path / "out").exists()

@@ -37,7 +37,14 @@ def build_encoder(config: IDMConfig) -> tuple[nn.Module, dict]:
                 f"{config.encoder_path}: model_type {auto.model_type!r} is not a fixed-resolution SigLIP/SigLIP-2 "
                 "(use e.g. google/siglip2-large-patch16-256; NaFlex variants are not supported)"
             )
-        model = SiglipVisionModel.from_pretrained(config.encoder_path, local_files_only=True)
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a full SiglipModel folder: its text tower is (rightly) left unused
+        try:
+            model = SiglipVisionModel.from_pretrained(config.encoder_path, local_files_only=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         vision_config = model.config
     else:
         h, w = config.image_size
@@ -124,6 +131,8 @@ class IDM(nn.Module):
         if config.encoder_path:
             # the checkpoint carries the encoder's shape: it must rebuild without the original folder
             config.encoder = {k: v for k, v in self.encoder_config.items() if not k.startswith("_")}
+            size = self.encoder_config["image_size"]
+            config.image_size = [size, size] if isinstance(size, int) else list(size)
         d = config.hidden_size
         enc_dim = self.encoder_config["hidden_size"]
         self.vision_proj = nn.Linear(enc_dim, d)
