@@ -1,0 +1,771 @@
+"""The whole DreamGen loop on ToyWorld, stage by stage, resumable: what `dreamgen demo` and
+`dreamgen experiment` run.
+
+    real demos -> (prior videos of another arm) -> world model -> dreams from new first frames
+    -> IDM trained on the real demos -> sim-replay judge + filter -> neural trajectories (LeRobot)
+    -> policies (real-only / real+neural / neural-only, seeds, scaling) -> closed-loop eval -> report
+
+Stages meet only through their public functions and on-disk outputs. Every step writes into its
+own folder under `out/` and leaves a `.done` marker; a rerun skips finished steps and finished
+items inside a step (generate, extract and eval are resumable on their own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dreamgen.errors import DreamgenError
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+@dataclass
+class RealDataConfig:
+    dataset: str | None = None  # an existing dataset (e.g. demo_data/toyworld_pick_place); else collected
+    behaviors: list[str] = field(default_factory=lambda: ["pick_place"])
+    envs: list[str] = field(default_factory=lambda: ["default"])
+    episodes: int = 50
+    seed: int = 0
+
+
+@dataclass
+class PriorConfig:
+    """Action-free videos of a *different* arm doing every behavior everywhere: the stand-in for the
+    internet-video pretraining a real world model has before it sees the robot."""
+
+    enabled: bool = False
+    arm_style: str = "floating"
+    behaviors: list[str] | None = None  # None: all
+    envs: list[str] | None = None  # None: all
+    episodes: int = 300
+    seed: int = 100_000
+
+
+@dataclass
+class WorldModelStageConfig:
+    preset: str = "toy"
+    pretrained: str | None = None  # a finetune-wm output folder to start from (e.g. a committed checkpoint)
+    scratch_steps: int = 300  # transformer steps when training from scratch (prior or real videos)
+    scratch_vae_steps: int = 200
+    finetune_mode: str = "lora"  # lora | full (on the real demos, from the prior / pretrained model)
+    finetune_steps: int = 200
+    batch_size: int | None = None
+    lr: float | None = None
+    num_steps: int | None = None  # sampling steps for the dreams
+    guidance: float | None = None
+    device: str | None = None
+    preset_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DreamSetConfig:
+    name: str
+    behaviors: list[str]
+    envs: list[str]
+    count: int
+    seed: int = 50_000
+
+
+@dataclass
+class IDMStageConfig:
+    model_config: str = "toyworld"
+    steps: int = 400
+    batch_size: int = 32
+    device: str = "auto"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FilterStageConfig:
+    enabled: bool = True  # score every dream with the sim-replay judge and also build filtered datasets
+
+
+@dataclass
+class PolicyStageConfig:
+    preset: str = "toyworld_diffusion_tiny"
+    steps: int | None = None
+    batch_size: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    variants: list[str] = field(default_factory=lambda: ["real_only", "real_neural"])
+    neural: str = "filtered"  # which neural datasets the real_neural / neural_only policies use: raw | filtered
+    neural_weight: float = 1.0  # total sampling weight of the neural data (the real data has weight 1)
+    use_state: bool = False  # dreams carry no state, so every variant sees images + instruction only
+    device: str | None = None
+    lerobot_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalStageConfig:
+    episodes: int = 10
+    seed: int = 777
+    save_videos: int = 1
+    device: str | None = None
+    # (behavior, env) cells; default: the training cell, every dreamed behavior in the training env,
+    # the training behavior in every dreamed env
+    cells: list[list[str]] | None = None
+
+
+@dataclass
+class PipelineConfig:
+    name: str = "toyworld"
+    real: RealDataConfig = field(default_factory=RealDataConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    wm: WorldModelStageConfig = field(default_factory=WorldModelStageConfig)
+    dreams: list[DreamSetConfig] = field(default_factory=list)
+    idm: IDMStageConfig = field(default_factory=IDMStageConfig)
+    filter: FilterStageConfig = field(default_factory=FilterStageConfig)
+    policy: PolicyStageConfig = field(default_factory=PolicyStageConfig)
+    eval: EvalStageConfig = field(default_factory=EvalStageConfig)
+    scaling: list[int] = field(default_factory=list)  # neural-trajectory counts for the scaling curve
+    image_size: int = 64
+
+
+def _build(cls, data: Any, where: str):
+    if is_dataclass(cls) and isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise DreamgenError(f"{where}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise DreamgenError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for k, v in data.items():
+        sub = _NESTED.get((cls.__name__, k))
+        if sub is list:
+            kwargs[k] = [_build(DreamSetConfig, x, f"{where}.{k}[{i}]") for i, x in enumerate(v or [])]
+        elif sub is not None:
+            kwargs[k] = _build(sub, v, f"{where}.{k}")
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+_NESTED = {
+    ("PipelineConfig", "real"): RealDataConfig,
+    ("PipelineConfig", "prior"): PriorConfig,
+    ("PipelineConfig", "wm"): WorldModelStageConfig,
+    ("PipelineConfig", "dreams"): list,
+    ("PipelineConfig", "idm"): IDMStageConfig,
+    ("PipelineConfig", "filter"): FilterStageConfig,
+    ("PipelineConfig", "policy"): PolicyStageConfig,
+    ("PipelineConfig", "eval"): EvalStageConfig,
+}
+
+
+def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise DreamgenError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DreamgenError(f"{path}: invalid YAML ({exc})") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    cfg = _build(PipelineConfig, data, str(path))
+    _validate(cfg, str(path))
+    return cfg
+
+
+def _validate(cfg: PipelineConfig, where: str) -> None:
+    from dreamgen.toyworld.scene import ARM_STYLES, ENVIRONMENTS
+    from dreamgen.toyworld.tasks import BEHAVIORS
+
+    def check(kind, names, valid):
+        for n in names or []:
+            if n not in valid:
+                raise DreamgenError(f"{where}: unknown {kind} {n!r}; valid: {', '.join(valid)}")
+
+    check("behavior", cfg.real.behaviors, BEHAVIORS)
+    check("environment", cfg.real.envs, ENVIRONMENTS)
+    check("behavior", cfg.prior.behaviors, BEHAVIORS)
+    check("environment", cfg.prior.envs, ENVIRONMENTS)
+    check("arm_style", [cfg.prior.arm_style], ARM_STYLES)
+    names = [d.name for d in cfg.dreams]
+    if len(set(names)) != len(names):
+        raise DreamgenError(f"{where}: dream set names must be unique, got {names}")
+    for d in cfg.dreams:
+        check("behavior", d.behaviors, BEHAVIORS)
+        check("environment", d.envs, ENVIRONMENTS)
+        if d.count < 1:
+            raise DreamgenError(f"{where}: dream set {d.name!r} needs count >= 1")
+    for v in cfg.policy.variants:
+        if v not in VARIANTS:
+            raise DreamgenError(f"{where}: unknown policy variant {v!r}; valid: {', '.join(VARIANTS)}")
+    if cfg.policy.neural not in ("raw", "filtered"):
+        raise DreamgenError(f"{where}: policy.neural must be raw or filtered")
+    if cfg.policy.neural == "filtered" and not cfg.filter.enabled:
+        raise DreamgenError(f"{where}: policy.neural is 'filtered' but filter.enabled is false")
+    if cfg.wm.finetune_mode not in ("lora", "full"):
+        raise DreamgenError(f"{where}: wm.finetune_mode must be lora or full")
+
+
+# real_neural / neural_only use policy.neural's datasets; the _raw / _filtered forms pick explicitly
+VARIANTS = ["real_only", "real_neural", "neural_only", "real_neural_raw", "real_neural_filtered",
+            "neural_only_raw", "neural_only_filtered"]
+
+# ----------------------------------------------------------------------------------------------
+# the runner
+STEPS = ["real", "prior", "world_model", "dreams", "idm", "judge", "neural", "policies", "eval", "report"]
+
+
+class Pipeline:
+    def __init__(self, cfg: PipelineConfig, out: str | Path, echo=print, runs: list[str] | None = None):
+        """`runs` restricts the policies and eval steps to these policy runs (e.g. to train them in
+        parallel processes); names as in `policy_runs()`, e.g. real_only_s0, scale_50_s0."""
+        self.cfg, self.out, self.echo, self.only_runs = cfg, Path(out), echo, runs
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = self._read_json(self.out / "timings.json") or {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _read_json(path: Path) -> Any:
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @staticmethod
+    def _write_json(path: Path, data: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(path)
+
+    def _done(self, step: str) -> bool:
+        return (self.out / ".done" / step).is_file()
+
+    def _mark(self, step: str, seconds: float) -> None:
+        (self.out / ".done").mkdir(exist_ok=True)
+        (self.out / ".done" / step).write_text(f"{seconds:.1f}\n")
+        self.timings[step] = round(seconds, 1)
+        self._write_json(self.out / "timings.json", self.timings)
+
+    def run(self, steps: list[str] | None = None) -> None:
+        self._write_json(self.out / "config.json", asdict(self.cfg))
+        todo = steps or STEPS
+        for step in todo:
+            if step not in STEPS:
+                raise DreamgenError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+        for i, step in enumerate(STEPS):
+            if step not in todo:
+                continue
+            if self._done(step) and step != "report":
+                self.echo(f"[{i + 1}/{len(STEPS)}] {step}: done already ({self.out})")
+                continue
+            self.echo(f"[{i + 1}/{len(STEPS)}] {step} ...")
+            t0 = time.time()
+            where = getattr(self, f"step_{step}")()
+            if self.only_runs is None or step not in ("policies", "eval"):  # a subset does not finish the step
+                self._mark(step, time.time() - t0)
+            self.echo(f"[{i + 1}/{len(STEPS)}] {step}: finished in {time.time() - t0:.0f}s -> {where}")
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def real_dataset(self) -> Path:
+        return Path(self.cfg.real.dataset) if self.cfg.real.dataset else self.out / "real"
+
+    def dream_dir(self, name: str) -> Path:
+        return self.out / "dreams" / name
+
+    def neural_dir(self, name: str, kind: str) -> Path:
+        return self.out / "neural" / f"{name}_{kind}"
+
+    # -- 1. real demonstrations -------------------------------------------------------------
+    def step_real(self) -> Path:
+        from dreamgen.data import open_dataset
+
+        if self.cfg.real.dataset:
+            ds = open_dataset(self.real_dataset)  # validates it
+            self.echo(f"  using {self.real_dataset}: {ds.num_episodes} episodes, {ds.num_frames} frames")
+            return self.real_dataset
+        return self._collect(self.real_dataset, self.cfg.real.behaviors, self.cfg.real.envs,
+                             self.cfg.real.episodes, self.cfg.real.seed, "default")
+
+    def _collect(self, out: Path, behaviors, envs, episodes, seed, arm_style) -> Path:
+        from dreamgen.toyworld.collect import CollectConfig, collect
+
+        if out.exists():
+            return out
+        collect(CollectConfig(out=str(out), behaviors=list(behaviors), envs=list(envs), episodes=episodes,
+                              seed=seed, image_size=self.cfg.image_size, arm_style=arm_style))
+        return out
+
+    # -- 2. prior videos (another arm) ------------------------------------------------------
+    def step_prior(self) -> Path | str:
+        from dreamgen.toyworld.scene import ENVIRONMENTS
+        from dreamgen.toyworld.tasks import BEHAVIORS
+
+        p = self.cfg.prior
+        if not p.enabled:
+            return "skipped (prior.enabled is false)"
+        return self._collect(self.out / "prior", p.behaviors or list(BEHAVIORS), p.envs or list(ENVIRONMENTS),
+                             p.episodes, p.seed, p.arm_style)
+
+    # -- 3. world model ---------------------------------------------------------------------
+    def step_world_model(self) -> Path:
+        from dreamgen.worldmodel import FinetuneConfig, finetune_world_model
+
+        w = self.cfg.wm
+        base = Path(w.pretrained) if w.pretrained else None
+        common = dict(preset=w.preset, embodiment="toyworld", batch_size=w.batch_size, device=w.device,
+                      preset_overrides=dict(w.preset_overrides), save_every=max(50, w.scratch_steps // 4))
+        if base is None and self.cfg.prior.enabled:
+            prior_model = self.out / "wm_prior"
+            self.echo(f"  pretraining from scratch on action-free {self.cfg.prior.arm_style!r}-arm videos -> {prior_model}")
+            finetune_world_model(FinetuneConfig(
+                data=str(self.out / "prior"), output_dir=str(prior_model), mode="full", init="scratch",
+                steps=w.scratch_steps, vae_steps=w.scratch_vae_steps, lr=w.lr, resume=True, **common))
+            base = prior_model
+        model = self.out / "wm"
+        if base is not None and w.finetune_steps == 0:
+            self.echo(f"  using {base} as is (wm.finetune_steps is 0)")
+            copy_tree(base, model)
+            return model
+        if base is None:
+            self.echo(f"  no pretrained model: training from scratch on the real demos -> {model}")
+            finetune_world_model(FinetuneConfig(
+                data=str(self.real_dataset), output_dir=str(model), mode="full", init="scratch",
+                steps=w.scratch_steps, vae_steps=w.scratch_vae_steps, lr=w.lr, resume=True, **common))
+        else:
+            self.echo(f"  {w.finetune_mode} fine-tuning {base} on the real demos -> {model}")
+            finetune_world_model(FinetuneConfig(
+                data=str(self.real_dataset), output_dir=str(model), mode=w.finetune_mode, init="pretrained",
+                pretrained=str(base), steps=w.finetune_steps, lr=w.lr, resume=True, **common))
+        return model
+
+    # -- 4. dreams from new first frames ----------------------------------------------------
+    def step_dreams(self) -> Path:
+        from PIL import Image
+
+        from dreamgen.toyworld.env import render_initial_frame
+        from dreamgen.worldmodel import GenerateConfig, generate_videos
+
+        w = self.cfg.wm
+        for d in self.cfg.dreams:
+            inputs = self.out / "dream_inputs" / d.name
+            manifest_path = inputs / "manifest.json"
+            if not manifest_path.is_file():
+                inputs.mkdir(parents=True, exist_ok=True)
+                items = []
+                cells = [(b, e) for b in d.behaviors for e in d.envs]
+                for i in range(d.count):
+                    behavior, env = cells[i % len(cells)]
+                    seed = d.seed + i
+                    frame, instruction = render_initial_frame(behavior, env, seed, self.cfg.image_size)
+                    png = inputs / f"{i:05d}.png"
+                    Image.fromarray(frame).save(png)
+                    items.append({"index": i, "image": png.name, "instruction": instruction,
+                                  "behavior": behavior, "env": env, "seed": seed})
+                self._write_json(inputs / "inputs.json", [{"image": it["image"], "instruction": it["instruction"]}
+                                                          for it in items])
+                self._write_json(manifest_path, items)
+            self.echo(f"  dreaming {d.count} videos for {d.name!r} ({', '.join(d.behaviors)} in {', '.join(d.envs)})")
+            generate_videos(GenerateConfig(model=str(self.out / "wm"), inputs=str(inputs / "inputs.json"),
+                                           output_dir=str(self.dream_dir(d.name)), seed=d.seed,
+                                           num_steps=w.num_steps, guidance=w.guidance, device=w.device))
+        return self.out / "dreams"
+
+    # -- 5. IDM on the real demos -----------------------------------------------------------
+    def step_idm(self) -> Path:
+        from dreamgen.idm import EvalConfig, IDMTrainConfig, evaluate_idm, train_idm
+
+        i = self.cfg.idm
+        out = self.out / "idm"
+        model_cfg: Any = i.model_config
+        if i.model_overrides:
+            from dreamgen.idm.configuration_idm import resolve_model_config
+
+            model_cfg = {**resolve_model_config(i.model_config), **i.model_overrides}
+        ckpt = train_idm(IDMTrainConfig(dataset_path=str(self.real_dataset), output_dir=str(out), embodiment="toyworld",
+                                        model_config=model_cfg, max_steps=i.steps, batch_size=i.batch_size,
+                                        save_steps=max(50, i.steps // 2), device=i.device, resume=True))
+        metrics = evaluate_idm(EvalConfig(checkpoint=str(ckpt), device=i.device))
+        metrics["checkpoint"] = str(ckpt)
+        metrics["replay"] = self._idm_replay(ckpt)
+        self._write_json(out / "eval.json", metrics)
+        self.echo(f"  IDM held-out action MSE {metrics['idm_mse']:.4f} vs predict-the-mean {metrics['baseline_mse']:.4f}; "
+                  f"replay success {metrics['replay']['successes']}/{metrics['replay']['episodes']}")
+        return out
+
+    def _idm_replay(self, ckpt: Path, episodes: int = 10) -> dict[str, Any]:
+        """Label fresh expert episodes (never seen in training) from their frames and replay the labels open-loop."""
+        from dreamgen.toyworld.collect import expert_episode_arrays
+        from dreamgen.toyworld.env import ToyWorldEnv
+
+        labeller = _Labeller(ckpt, self.cfg.idm.device)
+        b, e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
+        env = ToyWorldEnv(behavior=b, env=e, image_size=self.cfg.image_size)
+        ok = 0
+        try:
+            for k in range(episodes):
+                seed = 900_000 + k
+                arrays = expert_episode_arrays(env, seed, {"behavior": b, "env": e})
+                frames = arrays[0]
+                ok += replay_success(labeller.label(frames), b, e, seed, self.cfg.image_size)
+        finally:
+            env.close()
+        return {"behavior": b, "env": e, "episodes": episodes, "successes": ok}
+
+    # -- 6. judge + filter ------------------------------------------------------------------
+    def step_judge(self) -> Path | str:
+        if not self.cfg.filter.enabled:
+            return "skipped (filter.enabled is false)"
+        from dreamgenbench import filter_dreams, score_videos
+        from dreamgenbench.judges.python_callable import PythonCallableJudge
+
+        labeller = _Labeller(self._idm_checkpoint(), self.cfg.idm.device)
+        for d in self.cfg.dreams:
+            manifest = {it["index"]: it for it in self._read_json(self.out / "dream_inputs" / d.name / "manifest.json")}
+            judge = PythonCallableJudge(_sim_replay_fn(labeller, manifest, self.cfg.image_size),
+                                        name="toyworld-sim-replay")
+            csv_path = self.out / "scores" / f"{d.name}.csv"
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            summary = score_videos(self.dream_dir(d.name), judge, task="if", output_csv=csv_path)
+            self.echo(f"  {d.name}: sim-replay pass rate {summary.score:.2f} over {summary.n} dreams")
+            filtered = self.out / "filtered" / d.name
+            if not filtered.exists():
+                filter_dreams(csv_path, filtered, min_if=1)
+        return self.out / "scores"
+
+    def _idm_checkpoint(self) -> Path:
+        ev = self._read_json(self.out / "idm" / "eval.json")
+        if not ev:
+            raise DreamgenError(f"{self.out / 'idm'}: no trained IDM; run the idm step first")
+        return Path(ev["checkpoint"])
+
+    # -- 7. neural trajectories -------------------------------------------------------------
+    def step_neural(self) -> Path:
+        from dreamgen.idm import ExtractConfig, convert_dreams, extract_actions
+
+        kinds = ["raw"] + (["filtered"] if self.cfg.filter.enabled else [])
+        ckpt = self._idm_checkpoint()
+        for d in self.cfg.dreams:
+            for kind in kinds:
+                src = self.dream_dir(d.name) if kind == "raw" else self.out / "filtered" / d.name
+                dst = self.neural_dir(d.name, kind)
+                if dst.exists():
+                    continue
+                if not any(src.glob("*.mp4")):
+                    self.echo(f"  {d.name}/{kind}: no dreams passed; no dataset")
+                    continue
+                by_instruction = self.out / "converted" / f"{d.name}_{kind}"
+                if not by_instruction.exists():
+                    convert_dreams(src, by_instruction)
+                res = extract_actions(ExtractConfig(checkpoint=str(ckpt), videos=str(by_instruction), out=str(dst),
+                                                    device=self.cfg.idm.device, embodiment="toyworld"))
+                self.echo(f"  {d.name}/{kind}: {dst} ({len(res.labelled)} trajectories, {len(res.failed)} failed)")
+        return self.out / "neural"
+
+    def neural_datasets(self, kind: str | None = None) -> list[Path]:
+        kind = kind or self.cfg.policy.neural
+        return [p for d in self.cfg.dreams if (p := self.neural_dir(d.name, kind)).is_dir()]
+
+    # -- 8. policies ------------------------------------------------------------------------
+    def policy_runs(self) -> list[tuple[str, int, list[tuple[Path, float]]]]:
+        """(name, seed, [(dataset, weight)]) for every policy to train."""
+        p = self.cfg.policy
+        runs = []
+        for variant in p.variants:
+            kind = variant.rsplit("_", 1)[1] if variant.endswith(("_raw", "_filtered")) else p.neural
+            neural = self.neural_datasets(kind)
+            for seed in p.seeds:
+                if variant == "real_only":
+                    mix = [(self.real_dataset, 1.0)]
+                elif not neural:
+                    self.echo(f"  {variant}: no neural datasets ({kind}); skipped")
+                    continue
+                else:
+                    weights = _split_weight(neural, p.neural_weight)
+                    mix = ([(self.real_dataset, 1.0)] if variant.startswith("real_neural") else []) + weights
+                runs.append((variant, seed, mix))
+        for n in self.cfg.scaling:
+            if self.only_runs is not None and f"scale_{n}_s{p.seeds[0]}" not in self.only_runs:
+                continue
+            sub = self._neural_subset(n)
+            mix = [(self.real_dataset, 1.0)] + ([(sub, p.neural_weight)] if sub else [])
+            runs.append((f"scale_{n}", p.seeds[0], mix))
+        if self.only_runs is not None:
+            runs = [r for r in runs if f"{r[0]}_s{r[1]}" in self.only_runs]
+        return runs
+
+    def _neural_subset(self, n: int) -> Path | None:
+        """The first n neural trajectories (round-robin over dream sets), as one dataset."""
+        if n == 0:
+            return None
+        out = self.out / "neural_subsets" / f"n{n}"
+        if out.exists():
+            return out
+        from dreamgen.data import DatasetWriter, open_dataset
+        from dreamgen.embodiments import get_embodiment
+
+        sources = [open_dataset(p) for p in self.neural_datasets()]
+        order = [(s, k) for k in range(max((s.num_episodes for s in sources), default=0))
+                 for s in range(len(sources)) if k < sources[s].num_episodes]
+        if len(order) < n:
+            raise DreamgenError(f"scaling asks for {n} neural trajectories but only {len(order)} exist; "
+                                "dream more (dreams[].count) or lower the scaling counts")
+        emb = get_embodiment("toyworld")
+        with DatasetWriter(out, emb, provenance={"subset_of": [str(s.root) for s in sources], "n": n}) as w:
+            for s, k in order[:n]:
+                ep = sources[s].episode(k)
+                w.add_episode(ep.frames(), ep.action, ep.task)
+        return out
+
+    def step_policies(self) -> Path:
+        from dreamgen.policy.finetune import PolicyTrainConfig, finetune_policy
+        from dreamgen.policy.mixing import DatasetSpec
+
+        p = self.cfg.policy
+        preset = _policy_preset(p.preset)
+        for name, seed, mix in self.policy_runs():
+            out = self.out / "policies" / f"{name}_s{seed}"
+            if (out / "dreamgen_train.json").is_file() and _finished(out):
+                continue
+            self.echo(f"  training {name} (seed {seed}) on " + ", ".join(f"{d.name}:{w:g}" for d, w in mix))
+            kwargs = {k: v for k, v in preset.items() if k in {f.name for f in fields(PolicyTrainConfig)}}
+            kwargs.update(datasets=[DatasetSpec(Path(d), float(w)) for d, w in mix], output_dir=out, seed=seed,
+                          embodiment="toyworld", use_state=p.use_state, resume=out.exists(),
+                          lerobot_args=list(preset.get("lerobot_args", [])) + list(p.lerobot_args))
+            for k in ("steps", "batch_size", "device"):
+                if getattr(p, k) is not None:
+                    kwargs[k] = getattr(p, k)
+            kwargs["save_freq"] = min(int(kwargs.get("save_freq", 10**9)), int(kwargs.get("steps", 10**9)))
+            finetune_policy(PolicyTrainConfig(**kwargs))
+        return self.out / "policies"
+
+    # -- 9. closed-loop evaluation ----------------------------------------------------------
+    def eval_cells(self) -> list[tuple[str, str]]:
+        if self.cfg.eval.cells:
+            return [tuple(c) for c in self.cfg.eval.cells]
+        train_b, train_e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
+        cells = [(train_b, train_e)]
+        for d in self.cfg.dreams:
+            cells += [(b, train_e) for b in d.behaviors] + [(train_b, e) for e in d.envs]
+        return list(dict.fromkeys(cells))
+
+    def step_eval(self) -> Path:
+        from dreamgen.policy.eval import eval_policy
+
+        ev = self.cfg.eval
+        for name, seed, _ in self.policy_runs():
+            ckpt = self.out / "policies" / f"{name}_s{seed}"
+            for b, e in self.eval_cells():
+                out = self.out / "eval" / f"{name}_s{seed}" / f"{b}__{e}"
+                if (out / "results.json").is_file():
+                    continue
+                eval_policy(ckpt, out_dir=out, device=ev.device, behaviors=[b], envs=[e], episodes=ev.episodes,
+                            seed=ev.seed, save_videos=ev.save_videos)
+        return self.out / "eval"
+
+    # -- 10. report -------------------------------------------------------------------------
+    def step_report(self) -> Path:
+        from dreamgen.report import DreamEntry, Report, SuccessRow, contact_sheet, plot_loss_csv, write_report
+
+        rep = Report(title=f"DreamGen on ToyWorld — {self.cfg.name}",
+                     intro="Real demos of one behavior in one environment, a world model fine-tuned on them, dreams "
+                           "of new behaviors and environments from new first frames, an IDM trained on the real demos "
+                           "labelling the dreams, and policies trained with and without those neural trajectories.")
+        for step in STEPS[:-1]:
+            if step in self.timings:
+                rep.steps.append((step, f"{self.timings[step]:.0f} s"))
+        scores = self._scores()
+        sheets = self.out / "report_assets" / "sheets"
+        for d in self.cfg.dreams:
+            for video in sorted(self.dream_dir(d.name).glob("*.mp4"), key=lambda p: int(p.stem.split("_")[0]))[:6]:
+                from dreamgen.naming import parse_dream_path
+
+                _, instruction = parse_dream_path(video)
+                png = contact_sheet(video, sheets / d.name / f"{video.stem}.png")
+                s = scores.get(str(video.resolve()))
+                rep.dreams.append(DreamEntry(video, f"[{d.name}] {instruction}", png,
+                                             {"sim-replay": s} if s is not None else {},
+                                             kept=None if s is None else s == "1"))
+        curves = self.out / "report_assets" / "curves"
+        for caption, csv_path in self._loss_csvs():
+            rep.curves.append((caption, plot_loss_csv(csv_path, curves / f"{csv_path.parent.name}_{csv_path.stem}.png",
+                                                      caption)))
+        idm_eval = self._read_json(self.out / "idm" / "eval.json")
+        if idm_eval:
+            rep.metrics.append(("IDM held-out action MSE (normalised)", f"{idm_eval['idm_mse']:.4f}"))
+            rep.metrics.append(("predict-the-mean MSE (normalised)", f"{idm_eval['baseline_mse']:.4f}"))
+            r = idm_eval.get("replay") or {}
+            if r:
+                rep.metrics.append((f"IDM label replay success ({r['behavior']}, {r['env']})",
+                                    f"{r['successes']}/{r['episodes']}"))
+        for d in self.cfg.dreams:
+            summary = self._read_json(self.out / "scores" / f"{d.name}.summary.json")
+            if summary:
+                rep.metrics.append((f"dreams passing the sim-replay judge: {d.name}",
+                                    f"{summary.get('score', float('nan')):.2f} of {summary.get('n')}"))
+        table = self._success_rows()
+        rep.success = [SuccessRow(**r) for r in table]
+        rep.notes.append("sim-replay judge: the IDM labels a dream, the labels are replayed open-loop in ToyWorld from "
+                         "the dream's own initial state, and the task's success predicate decides (a ToyWorld-only "
+                         "stand-in for a VLM judge, reported as such).")
+        self._write_json(self.out / "results.json", {"success": table, "idm": idm_eval, "timings": self.timings})
+        if self.cfg.scaling:
+            rep.curves.append(("success vs. neural trajectories", self._scaling_plot(table)))
+        html_path, _ = write_report(rep, self.out)
+        return html_path
+
+    def _scores(self) -> dict[str, str]:
+        import csv
+
+        out = {}
+        for path in (self.out / "scores").glob("*.csv"):
+            with path.open() as f:
+                for row in csv.DictReader(f):
+                    out[str(Path(row["video_path"]).resolve())] = row["prediction"]
+        return out
+
+    def _loss_csvs(self) -> list[tuple[str, Path]]:
+        found = []
+        for caption, pattern in (("world model (prior)", "wm_prior/loss.csv"), ("world model", "wm/loss.csv"),
+                                 ("IDM", "idm/loss.csv"), ("IDM", "idm/**/loss.csv")):
+            for p in sorted(self.out.glob(pattern))[:1]:
+                if p not in [q for _, q in found]:
+                    found.append((caption, p))
+        return found
+
+    def _success_rows(self) -> list[dict[str, Any]]:
+        rows: dict[tuple[str, str, str], list[int]] = {}
+        for res in sorted((self.out / "eval").glob("*/*/results.json")):
+            policy = res.parent.parent.name.rsplit("_s", 1)[0]
+            data = json.loads(res.read_text())
+            for cell in data.get("results", []):
+                key = (policy, cell["behavior"], cell["env"])
+                acc = rows.setdefault(key, [0, 0])
+                acc[0] += int(cell["successes"])
+                acc[1] += int(cell["episodes"])
+        return [{"policy": p, "behavior": b, "env": e, "successes": s, "episodes": n}
+                for (p, b, e), (s, n) in rows.items()]
+
+    def _scaling_plot(self, table: list[dict[str, Any]]) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from dreamgen.report import wilson_interval
+
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        train_b, train_e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
+        for label, pred in (("training cell", lambda r: (r["behavior"], r["env"]) == (train_b, train_e)),
+                            ("new behaviors / envs", lambda r: (r["behavior"], r["env"]) != (train_b, train_e))):
+            xs, ys, lo, hi = [], [], [], []
+            for n in self.cfg.scaling:
+                rs = [r for r in table if r["policy"] == f"scale_{n}" and pred(r)]
+                s, tot = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
+                if tot:
+                    a, b = wilson_interval(s, tot)
+                    xs.append(n), ys.append(s / tot), lo.append(s / tot - a), hi.append(b - s / tot)
+            if xs:
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+        ax.set_xscale("symlog", linthresh=50)
+        ax.set_xlabel("neural trajectories")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = self.out / "report_assets" / "curves" / "scaling.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+
+# ----------------------------------------------------------------------------------------------
+# the ToyWorld sim-replay judge
+class _Labeller:
+    """An IDM checkpoint, loaded once, that turns frames into actions."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+        from dreamgen.idm import load_idm
+        from dreamgen.idm.extract import _device_and_autocast
+
+        self.device, self.autocast = _device_and_autocast(device, "auto")
+        self.model, self.embodiment, _ = load_idm(checkpoint, self.device)
+
+    def label(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        from dreamgen.idm import label_frames
+
+        with torch.no_grad():
+            return label_frames(self.model, self.embodiment, frames, device=self.device, autocast=self.autocast)
+
+
+def replay_success(actions: np.ndarray, behavior: str, env: str, seed: int, image_size: int) -> bool:
+    """Execute actions open-loop from episode (behavior, env, seed)'s initial state; True if the task succeeds."""
+    from dreamgen.toyworld.env import ToyWorldEnv
+
+    sim = ToyWorldEnv(behavior=behavior, env=env, image_size=image_size, max_episode_steps=len(actions) + 1)
+    try:
+        sim.reset(seed=seed)
+        for a in np.clip(actions, -1.0, 1.0):
+            _, _, terminated, truncated, info = sim.step(a.astype(np.float32))
+            if terminated:
+                return True
+            if truncated:
+                break
+        return False
+    finally:
+        sim.close()
+
+
+def _sim_replay_fn(labeller: _Labeller, manifest: dict[int, dict], image_size: int):
+    from dreamgen.data import read_video
+    from dreamgen.naming import parse_dream_path
+
+    def judge(video: str | Path, instruction: str, task: str) -> str:
+        index, _ = parse_dream_path(video)
+        item = manifest.get(index)
+        if item is None:
+            raise DreamgenError(f"{video}: no dream input #{index} in the manifest")
+        actions = labeller.label(read_video(video))
+        ok = replay_success(actions, item["behavior"], item["env"], item["seed"], image_size)
+        return "1" if ok else "0"
+
+    return judge
+
+
+def _split_weight(datasets: list[Path], total: float) -> list[tuple[Path, float]]:
+    """Share `total` over datasets in proportion to their episode counts."""
+    from dreamgen.data import read_info
+
+    counts = [max(1, int(read_info(p).get("total_episodes", 1))) for p in datasets]
+    return [(p, total * c / sum(counts)) for p, c in zip(datasets, counts, strict=True)]
+
+
+def _finished(run: Path) -> bool:
+    info = json.loads((run / "dreamgen_train.json").read_text())
+    return bool(info.get("finished", True))
+
+
+def _policy_preset(name: str) -> dict[str, Any]:
+    path = Path(name)
+    if not path.is_file():
+        path = Path(__file__).resolve().parent.parent / "configs" / "policy" / f"{name}.yaml"
+    if not path.is_file():
+        raise DreamgenError(f"policy preset {name!r} not found (configs/policy/<name>.yaml or a YAML path)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        shutil.copytree(src, dst)
