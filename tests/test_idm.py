@@ -174,7 +174,7 @@ def test_torchrun_entry_point_one_process(synthetic_dataset, tmp_path):
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=1",
            str(ROOT / "scripts/idm_training.py"), "--dataset-path", str(dataset), "--embodiment_tag", str(emb_dir),
            "--model-config", "tiny", "--max-steps", "4", "--save_steps", "2", "--batch-size", "8",
-           "--output-dir", str(out), "--dataloader-num-workers", "0", "--no-augment", "--report-to", "wandb"]
+           "--output-dir", str(out), "--dataloader-num-workers", "0", "--report-to", "wandb"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "checkpoint-4").is_dir()

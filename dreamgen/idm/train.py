@@ -314,9 +314,9 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         if sampler is not None:
             sampler.set_epoch(epoch)
         for frames, actions in loader:
-            if cfg.augment:
-                frames = augment_frames(frames, aug_gen)
             frames = frames.to(device, non_blocking=True)
+            if cfg.augment:  # on the device: cheap on a GPU even for 256x256 frames
+                frames = augment_frames(frames, aug_gen)
             actions = actions.to(device, non_blocking=True)
             with autocast():
                 loss = ddp_model(frames, actions)
