@@ -86,9 +86,11 @@ def test_checkpoint_layout_and_mix_stats(diffusion_run, data):
 
 def test_checkpoint_reload_gives_identical_actions(diffusion_run):
     cfg, result = diffusion_run
+    info = json.loads((result.checkpoint / "dreamgen_policy.json").read_text())  # the instruction encoder
     trained = LeRobotToyWorldPolicy(LoadedPolicy(result.policy, result.preprocessor, result.postprocessor,
-                                                 result.checkpoint, None, {}))
+                                                 result.checkpoint, None, info))
     reloaded = LeRobotToyWorldPolicy.from_checkpoint(cfg.output_dir, device="cpu")
+    assert reloaded.task_encoder.kind == "bow"  # diffusion's default
     a, b = _rollout(trained), _rollout(reloaded)
     assert a.shape == (6, 2) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b, atol=1e-6)

@@ -55,6 +55,16 @@ def finetune_cmd(
                                    "for groot: the local GR00T N1.7 base model folder."),
     mixed_precision: str = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 (accelerate)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last."),
+    task_conditioning: str = typer.Option(
+        None, "--task-conditioning",
+        help="Instruction feature fed as observation.environment_state: bow (hashed bag of words) | none. "
+             "Default: bow for diffusion/act, none for groot and other VLAs (they read the text)."),
+    task_dim: int = typer.Option(None, "--task-dim", help="Width of the bow instruction feature (default 128)."),
+    frame_cache: str = typer.Option(
+        None, "--frame-cache", help="Decode all video once and train from memory: auto (default: when the "
+                                    "frames fit --frame-cache-gb) | on | off."),
+    frame_cache_gb: float = typer.Option(None, "--frame-cache-gb", help="Memory budget of the frame cache "
+                                                                          "(default 4)."),
 ) -> None:
     """Train a LeRobot policy on real + neural trajectories mixed with sampling weights.
 
@@ -75,7 +85,8 @@ def finetune_cmd(
         "policy": policy, "embodiment": embodiment, "steps": steps, "batch_size": batch_size, "device": device,
         "num_workers": num_workers, "save_freq": save_freq, "log_freq": log_freq, "seed": seed,
         "video_keys": list(video_key) if video_key else None, "pretrained": pretrained,
-        "mixed_precision": mixed_precision,
+        "mixed_precision": mixed_precision, "task_conditioning": task_conditioning, "task_dim": task_dim,
+        "frame_cache": frame_cache, "frame_cache_gb": frame_cache_gb,
     }
     settings.update({k: v for k, v in cli.items() if v is not None})
     if no_state:

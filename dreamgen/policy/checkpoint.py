@@ -16,6 +16,7 @@ from typing import Any
 
 from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
+from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class LoadedPolicy:
         return [k for k, f in self.config.input_features.items() if f.type is FeatureType.VISUAL]
 
     @property
+    def task_encoder(self) -> TaskEncoder:
+        """The instruction feature the policy was trained with (dreamgen_policy.json), "none" if any."""
+        return TaskEncoder.from_json(self.info.get("task_conditioning"))
+
+    @property
     def state_key(self) -> str | None:
         from lerobot.configs import FeatureType
 
@@ -129,4 +135,12 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
     emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
     info_path = folder / "dreamgen_policy.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    enc = TaskEncoder.from_json(info.get("task_conditioning"))
+    feat = cfg.input_features.get(TASK_FEATURE_KEY)
+    if enc.enabled and (feat is None or tuple(feat.shape) != (enc.dim,)):
+        raise DreamgenError(f"{info_path}: instruction feature {enc.to_json()} but the policy config's "
+                            f"{TASK_FEATURE_KEY} input is {feat}")
+    if feat is not None and not enc.enabled:
+        log.warning("%s: the policy takes %s but dreamgen_policy.json names no task encoder; it will get "
+                    "zeros", folder, TASK_FEATURE_KEY)
     return LoadedPolicy(policy, pre, post, folder, emb, info)

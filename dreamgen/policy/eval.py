@@ -18,6 +18,7 @@ import numpy as np
 
 from dreamgen.errors import DreamgenError
 from dreamgen.policy.checkpoint import LoadedPolicy, load_policy_checkpoint
+from dreamgen.policy.task_encoding import TASK_FEATURE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ class LeRobotToyWorldPolicy:
         feats = self.policy.config.input_features
         self.image_shapes = {k: tuple(feats[k].shape) for k in self.image_keys}  # (C, H, W)
         self.device = next(self.policy.parameters()).device
+        self.task_encoder = loaded.task_encoder
+        env = feats.get(TASK_FEATURE_KEY)
+        self.task_feature_dim = int(env.shape[0]) if env is not None else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, **_: Any) -> LeRobotToyWorldPolicy:
@@ -73,7 +77,12 @@ class LeRobotToyWorldPolicy:
             if observation.get("state") is None:
                 raise DreamgenError("the policy uses state but the observation has none")
             batch[self.state_key] = torch.as_tensor(np.asarray(observation["state"], dtype=np.float32))[None]
-        batch["task"] = [str(observation.get("instruction", ""))]
+        instruction = str(observation.get("instruction", ""))
+        batch["task"] = [instruction]
+        if self.task_encoder.enabled:
+            batch[TASK_FEATURE_KEY] = self.task_encoder.tensor([instruction])
+        elif self.task_feature_dim is not None:  # a foreign checkpoint with an environment-state input
+            batch[TASK_FEATURE_KEY] = torch.zeros(1, self.task_feature_dim)
         return batch
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:

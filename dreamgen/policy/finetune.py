@@ -33,15 +33,19 @@ import numpy as np
 
 from dreamgen.embodiments import Embodiment, get_embodiment
 from dreamgen.errors import DatasetError, DreamgenError, OutputExistsError
+from dreamgen.policy.frame_cache import CachedDataset, should_cache
 from dreamgen.policy.mixing import (
     BOOKKEEPING_KEYS,
+    CachedMixedDataset,
     DatasetSpec,
     MixedDataset,
     MixtureMeta,
     WeightedMixSampler,
     check_mixture,
     mix_stats,
+    passthrough_collate,
 )
+from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder, resolve_task_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,13 @@ class PolicyTrainConfig:
     lerobot_args: list[str] = field(default_factory=list)  # e.g. ["--policy.n_obs_steps=2"]
     mixed_precision: str = "no"  # accelerate: no | bf16 | fp16
     command: str | None = None  # the command line that made this run (recorded in checkpoints)
+    # Instruction feature (observation.environment_state): "bow" | "none"; None = bow for diffusion/act,
+    # none for the rest (VLAs such as groot read the text themselves). See task_encoding.py.
+    task_conditioning: str | None = None
+    task_dim: int = 128
+    # Decode every video once and train from memory: auto (when the frames fit frame_cache_gb) | on | off.
+    frame_cache: str = "auto"
+    frame_cache_gb: float = 4.0
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -79,6 +90,10 @@ class PolicyTrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise DreamgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.task_conditioning not in (None, "auto", "bow", "none"):
+            raise DreamgenError(f"task_conditioning must be bow or none, got {self.task_conditioning!r}")
+        if self.frame_cache not in ("auto", "on", "off"):
+            raise DreamgenError(f"frame_cache must be auto, on or off, got {self.frame_cache!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise DreamgenError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         for a in self.lerobot_args:
@@ -261,7 +276,9 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
         saved = out / RUN_CONFIG
         if not saved.is_file():
             raise DreamgenError(f"{out}: cannot resume, no {RUN_CONFIG} (was it made by finetune-policy?)")
-        prev = PolicyTrainConfig.from_json(json.loads(saved.read_text()))
+        saved_cfg = json.loads(saved.read_text())
+        saved_cfg.setdefault("task_conditioning", "none")  # runs from before the instruction feature
+        prev = PolicyTrainConfig.from_json(saved_cfg)
         given = [(s.path.resolve(), s.weight) for s in cfg.datasets]
         if given and given != [(s.path.resolve(), s.weight) for s in prev.datasets]:
             raise DreamgenError(f"{out}: --resume with datasets/weights different from the run's ({saved})")
@@ -271,6 +288,7 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
     elif out.exists() and any(out.iterdir()):
         raise OutputExistsError(f"{out}: output folder exists and is not empty (pass --resume to continue that run)")
 
+    task_encoder = resolve_task_conditioning(cfg.policy, cfg.task_conditioning, cfg.task_dim)
     real = cfg.datasets[0].path
     if not real.is_dir():
         raise DatasetError(f"{real}: dataset folder does not exist")
@@ -300,7 +318,9 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
     ckpt = _latest_checkpoint(out) if cfg.resume else None
 
     # ---- data -----------------------------------------------------------------------------
-    mix = open_mixture(cfg.datasets, cams, use_state, embodiment, train_cfg)
+    mix = open_mixture(cfg.datasets, cams, use_state, embodiment, train_cfg, task_encoder=task_encoder,
+                       frame_cache=cfg.frame_cache, frame_cache_gb=cfg.frame_cache_gb, progress=main)
+    cached = isinstance(mix, CachedMixedDataset)
     policy_cfg = train_cfg.policy
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
@@ -331,12 +351,14 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
     sampler = WeightedMixSampler.for_mixture(mix, drop_n_last_frames=drop_last_frames, seed=cfg.seed)
     if step:
         sampler.resume_at(step * cfg.batch_size * accelerator.num_processes)
-    workers = cfg.num_workers
+    # From the frame cache a batch is a few tensor gathers: worker processes would only copy the cache.
+    workers = 0 if cached else cfg.num_workers
     loader = torch.utils.data.DataLoader(
         mix, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=True,
         pin_memory=accelerator.device.type == "cuda",
         persistent_workers=workers > 0, multiprocessing_context="spawn" if workers > 0 else None,
         prefetch_factor=2 if workers > 0 else None,
+        **({"collate_fn": passthrough_collate} if cached else {}),
     )
     policy, optimizer, loader, scheduler = accelerator.prepare(policy, optimizer, loader, scheduler)
 
@@ -345,14 +367,18 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
         _atomic_write_json(out / RUN_CONFIG, cfg.to_json())
         n_params = sum(p.numel() for p in policy.parameters())
         n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-        log.info("policy %s: %d params (%d trainable); mix %s; cameras %s; state %s", cfg.policy, n_params,
-                 n_train, [(str(s.path), s.weight) for s in cfg.datasets], cams, use_state)
+        log.info("policy %s: %d params (%d trainable); mix %s; cameras %s; state %s; task feature %s; "
+                 "frame cache %s", cfg.policy, n_params, n_train, [(str(s.path), s.weight) for s in cfg.datasets],
+                 cams, use_state, task_encoder.to_json(), f"{mix.nbytes() / 2**20:.0f} MiB" if cached else "off")
 
     # ---- loop ---------------------------------------------------------------------------------
     from tqdm import tqdm
 
     grad_clip = train_cfg.optimizer.grad_clip_norm
     camera_keys = mix.meta.camera_keys
+    # the instruction feature gets the time axis the policy's other observations have (diffusion: n_obs_steps)
+    obs_delta = getattr(policy_cfg, "observation_delta_indices", None)
+    task_steps = len(obs_delta) if obs_delta else None
     bar = tqdm(total=cfg.steps, initial=step, desc=f"finetune {cfg.policy}", unit="step", disable=not main)
     batches = _cycle(loader)
     losses: list[float] = []
@@ -363,6 +389,9 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
         for key in camera_keys:
             if key in batch and batch[key].dtype == torch.uint8:
                 batch[key] = batch[key].float() / 255.0
+        if task_encoder.enabled:
+            batch[TASK_FEATURE_KEY] = task_encoder.tensor(batch["task"], steps=task_steps,
+                                                          device=accelerator.device)
         batch = preprocessor(batch)
         policy.train()
         with accelerator.autocast():
@@ -392,7 +421,7 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
             if main:
                 last_saved = _save(out, step, cfg, train_cfg, accelerator.unwrap_model(policy), optimizer,
                                    scheduler, preprocessor, postprocessor, embodiment, mix, cams, use_state,
-                                   accelerator.num_processes, losses)
+                                   accelerator.num_processes, losses, task_encoder)
             accelerator.wait_for_everyone()
     bar.close()
     accelerator.end_training()
@@ -409,8 +438,14 @@ def _cycle(loader):
 
 
 def open_mixture(specs: list[DatasetSpec], cams: list[str], use_state: bool, embodiment: Embodiment,
-                 train_cfg: Any) -> MixedDataset:
-    """Open every dataset with the policy's frame offsets; stats over the mix; features the policy uses."""
+                 train_cfg: Any, task_encoder: TaskEncoder | None = None, frame_cache: str = "off",
+                 frame_cache_gb: float = 4.0, progress: bool = False) -> MixedDataset:
+    """Open every dataset with the policy's frame offsets; stats over the mix; features the policy uses.
+
+    With an enabled `task_encoder` the policy also gets the instruction feature (a feature of the mix's
+    metadata with identity statistics; computed from each sample's task text in the training loop).
+    With the frame cache on (or auto and the decoded frames fit `frame_cache_gb`) every dataset is loaded
+    into memory once and the result is a `CachedMixedDataset`."""
     from lerobot.datasets.dataset_metadata import LeRobotDatasetMetadata
     from lerobot.datasets.factory import resolve_delta_timestamps
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -441,12 +476,24 @@ def open_mixture(specs: list[DatasetSpec], cams: list[str], use_state: bool, emb
         for key in cams:
             for name, value in IMAGENET_STATS.items():
                 stats[key][name] = np.asarray(value, dtype=np.float32)
-    return MixedDataset(datasets, specs, keep, MixtureMeta(real_meta, features, stats))
+    if task_encoder is not None and task_encoder.enabled:
+        for spec, meta in zip(specs, metas, strict=True):
+            if TASK_FEATURE_KEY in meta.features:
+                raise DatasetError(f"{spec.path}: has its own {TASK_FEATURE_KEY!r} feature, which the instruction "
+                                   "feature would replace; pass --task-conditioning none")
+        features[TASK_FEATURE_KEY] = task_encoder.feature()
+        stats[TASK_FEATURE_KEY] = task_encoder.stats()
+    meta = MixtureMeta(real_meta, features, stats)
+    if should_cache(frame_cache, metas, cams, frame_cache_gb):
+        cached = [CachedDataset(ds, keep, progress=progress) for ds in datasets]
+        return CachedMixedDataset(cached, specs, keep, meta)
+    return MixedDataset(datasets, specs, keep, meta)
 
 
 def _save(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg: Any, policy: Any, optimizer: Any,
           scheduler: Any, preprocessor: Any, postprocessor: Any, embodiment: Embodiment, mix: MixedDataset,
-          cams: list[str], use_state: bool, num_processes: int, losses: list[float]) -> Path:
+          cams: list[str], use_state: bool, num_processes: int, losses: list[float],
+          task_encoder: TaskEncoder | None = None) -> Path:
     """Write checkpoints/<step>/ atomically (temp folder, then rename) and point `last` at it."""
     from lerobot.common.train_utils import get_step_checkpoint_dir, save_checkpoint, update_last_checkpoint
 
@@ -473,6 +520,7 @@ def _save(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg: Any, policy: 
         "action_key": embodiment.action_key,
         "fps": embodiment.fps,
         "loss": sum(window) / len(window),
+        "task_conditioning": (task_encoder or TaskEncoder("none")).to_json(),
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     _atomic_write_json(pm / POLICY_INFO, info)

@@ -380,3 +380,41 @@ class WeightedMixSampler(torch.utils.data.Sampler[int]):
     def resume_at(self, samples_consumed: int) -> None:
         """Position the sampler as if `samples_consumed` indices had been drawn."""
         self.epoch, self.start_index = divmod(int(samples_consumed), self.num_samples)
+
+
+class CachedMixedDataset(MixedDataset):
+    """A `MixedDataset` of `CachedDataset`s: a DataLoader fetches whole batches with `__getitems__`
+    (tensor indexing, no per-item Python work); use it with `collate_fn=passthrough_collate`."""
+
+    def __getitems__(self, indices: Sequence[int]) -> dict:
+        idx = np.asarray(indices, dtype=np.int64)
+        which = np.searchsorted(self.offsets, idx, side="right") - 1
+        parts, order = [], []
+        for d in np.unique(which):
+            sel = np.nonzero(which == d)[0]
+            b = self.datasets[d].get_batch(torch.from_numpy(idx[sel] - self.offsets[d]))
+            b["dataset_index"] = torch.full((len(sel),), int(d), dtype=torch.int64)
+            parts.append(b)
+            order.append(sel)
+        if len(parts) == 1:
+            return parts[0]
+        inv = torch.from_numpy(np.argsort(np.concatenate(order)))
+        out: dict = {}
+        for key in parts[0]:
+            if key == "task":
+                tasks = [t for p in parts for t in p["task"]]
+                out[key] = [tasks[i] for i in inv.tolist()]
+            else:
+                out[key] = torch.cat([p[key] for p in parts])[inv]
+        return out
+
+    def __getitem__(self, idx: int) -> dict:
+        return {k: v[0] for k, v in self.__getitems__([int(idx)]).items()}
+
+    def nbytes(self) -> int:
+        return sum(d.nbytes() for d in self.datasets)
+
+
+def passthrough_collate(batch: Any) -> Any:
+    """`CachedMixedDataset.__getitems__` already returns a collated batch."""
+    return batch
