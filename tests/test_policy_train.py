@@ -290,4 +290,5 @@ def test_toyworld_eval_of_a_trained_checkpoint(tmp_path):
     out = json.loads((tmp_path / "ev" / "results.json").read_text())
     row = out["results"][0]
     assert row["behavior"] == "pick_place" and row["episodes"] == 1 and len(row["ci95"]) == 2
+    assert out["seed"] == 1000  # held-out layouts by default (demos are collected from seed 0)
     assert list((tmp_path / "ev" / "rollouts").glob("*.mp4"))

@@ -114,7 +114,8 @@ def eval_cmd(
     behavior: list[str] = typer.Option(None, "--behavior", "-b", help="ToyWorld behavior(s) (default: all)."),
     env: list[str] = typer.Option(None, "--env", help="ToyWorld environment(s) (default: all)."),
     episodes: int = typer.Option(None, "--episodes", "-n", help="Episodes per behavior x environment."),
-    seed: int = typer.Option(None, "--seed", help="First episode seed."),
+    seed: int = typer.Option(None, "--seed", help="Episode seed base (default 1000: layouts unlike the demos', "
+                                                  "which `toyworld collect` records from seed 0)."),
     device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)."),
     videos: int = typer.Option(None, "--videos", help="Rollout videos to save per cell."),
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ from dreamgen.policy.checkpoint import LoadedPolicy, load_policy_checkpoint
 from dreamgen.policy.task_encoding import TASK_FEATURE_KEY
 
 log = logging.getLogger(__name__)
+
+# Episode seeds of `eval-policy` start here unless given: ToyWorld's `collect` and `eval` both default to
+# seed 0, so evaluating at 0 would replay the very layouts the demonstrations were recorded on.
+HELD_OUT_SEED = 1000
 
 
 class LeRobotToyWorldPolicy:
@@ -42,7 +47,8 @@ class LeRobotToyWorldPolicy:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, **_: Any) -> LeRobotToyWorldPolicy:
-        return cls(load_policy_checkpoint(path, device=device))
+        """`device` None: $DREAMGEN_POLICY_DEVICE, else cuda when available, else cpu."""
+        return cls(load_policy_checkpoint(path, device=device or os.environ.get("DREAMGEN_POLICY_DEVICE") or None))
 
     def reset(self) -> None:
         self.policy.reset()
@@ -139,13 +145,16 @@ def eval_policy(checkpoint: str | Path, out_dir: str | Path | None = None, devic
     """Closed-loop success of a LeRobot checkpoint in ToyWorld (per behavior/environment, Wilson 95% CI).
 
     Extra keyword arguments (behaviors, envs/environments, episodes, seed, videos, ...) go to ToyWorld's
-    `evaluate`; only the ones its signature accepts are passed.
+    `evaluate`; only the ones its signature accepts are passed. `seed` defaults to HELD_OUT_SEED (1000),
+    not ToyWorld's 0, so the episodes are not the layouts demonstrations were collected on.
     """
     policy = LeRobotToyWorldPolicy.from_checkpoint(checkpoint, device=device)
     register_toyworld_loader()
     evaluate = _toyworld_evaluate()
     params = inspect.signature(evaluate).parameters
     kwargs = {k: v for k, v in eval_kwargs.items() if v is not None}
+    if "seed" in params and "seed" not in kwargs:
+        kwargs["seed"] = HELD_OUT_SEED
     if "videos" in kwargs and "save_videos" in params:
         kwargs["save_videos"] = kwargs.pop("videos")
     from dreamgen.toyworld import scene, tasks
