@@ -53,6 +53,9 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # torchcodec ships with lerobot[dataset] but needs system FFmpeg libraries; without them lerobot logs
+    # a page-long traceback before falling back to PyAV, which is what dreamgen decodes with anyway.
+    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
 
 
 for _name in COMMAND_MODULES:

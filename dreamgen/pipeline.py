@@ -100,7 +100,7 @@ class PolicyStageConfig:
     variants: list[str] = field(default_factory=lambda: ["real_only", "real_neural"])
     neural: str = "filtered"  # which neural datasets the real_neural / neural_only policies use: raw | filtered
     neural_weight: float = 1.0  # total sampling weight of the neural data (the real data has weight 1)
-    use_state: bool = False  # dreams carry no state, so every variant sees images + instruction only
+    use_state: bool = True  # dreams get the state their action labels imply (ToyWorld kinematics)
     device: str | None = None
     lerobot_args: list[str] = field(default_factory=list)
 
@@ -382,6 +382,7 @@ class Pipeline:
     # -- 5. IDM on the real demos -----------------------------------------------------------
     def step_idm(self) -> Path:
         from dreamgen.idm import EvalConfig, IDMTrainConfig, evaluate_idm, train_idm
+        from dreamgen.idm.evaluate import replay_success
 
         i = self.cfg.idm
         out = self.out / "idm"
@@ -395,30 +396,13 @@ class Pipeline:
                                         save_steps=max(50, i.steps // 2), device=i.device, resume=True))
         metrics = evaluate_idm(EvalConfig(checkpoint=str(ckpt), device=i.device))
         metrics["checkpoint"] = str(ckpt)
-        metrics["replay"] = self._idm_replay(ckpt)
+        metrics["replay"] = replay_success(str(ckpt), str(self.real_dataset), device=i.device)
         self._write_json(out / "eval.json", metrics)
+        r = metrics["replay"]
         self.echo(f"  IDM held-out action MSE {metrics['idm_mse']:.4f} vs predict-the-mean {metrics['baseline_mse']:.4f}; "
-                  f"replay success {metrics['replay']['successes']}/{metrics['replay']['episodes']}")
+                  f"open-loop replay of its labels {r['idm_replay_success']:.0%} (expert's own actions "
+                  f"{r['expert_replay_success']:.0%}) on {r['episodes']} held-out episodes")
         return out
-
-    def _idm_replay(self, ckpt: Path, episodes: int = 10) -> dict[str, Any]:
-        """Label fresh expert episodes (never seen in training) from their frames and replay the labels open-loop."""
-        from dreamgen.toyworld.collect import expert_episode_arrays
-        from dreamgen.toyworld.env import ToyWorldEnv
-
-        labeller = _Labeller(ckpt, self.cfg.idm.device)
-        b, e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
-        env = ToyWorldEnv(behavior=b, env=e, image_size=self.cfg.image_size)
-        ok = 0
-        try:
-            for k in range(episodes):
-                seed = 900_000 + k
-                arrays = expert_episode_arrays(env, seed, {"behavior": b, "env": e})
-                frames = arrays[0]
-                ok += replay_success(labeller.label(frames), b, e, seed, self.cfg.image_size)
-        finally:
-            env.close()
-        return {"behavior": b, "env": e, "episodes": episodes, "successes": ok}
 
     # -- 6. judge + filter ------------------------------------------------------------------
     def step_judge(self) -> Path | str:
@@ -465,9 +449,14 @@ class Pipeline:
                 by_instruction = self.out / "converted" / f"{d.name}_{kind}"
                 if not by_instruction.exists():
                     convert_dreams(src, by_instruction)
-                res = extract_actions(ExtractConfig(checkpoint=str(ckpt), videos=str(by_instruction), out=str(dst),
-                                                    device=self.cfg.idm.device, embodiment="toyworld"))
-                self.echo(f"  {d.name}/{kind}: {dst} ({len(res.labelled)} trajectories, {len(res.failed)} failed)")
+                labelled = dst.with_name(dst.name + ".actions")
+                if not labelled.exists():
+                    res = extract_actions(ExtractConfig(checkpoint=str(ckpt), videos=str(by_instruction),
+                                                        out=str(labelled), device=self.cfg.idm.device,
+                                                        embodiment="toyworld"))
+                    self.echo(f"  {d.name}/{kind}: {len(res.labelled)} trajectories labelled, {len(res.failed)} failed")
+                n = _add_integrated_state(labelled, dst)
+                self.echo(f"  {d.name}/{kind}: {dst} ({n} trajectories, state integrated from the labels)")
         return self.out / "neural"
 
     def neural_datasets(self, kind: str | None = None) -> list[Path]:
@@ -522,7 +511,7 @@ class Pipeline:
         with DatasetWriter(out, emb, provenance={"subset_of": [str(s.root) for s in sources], "n": n}) as w:
             for s, k in order[:n]:
                 ep = sources[s].episode(k)
-                w.add_episode(ep.frames(), ep.action, ep.task)
+                w.add_episode(ep.frames(), ep.action, ep.task, state=ep.state)
         return out
 
     def step_policies(self) -> Path:
@@ -604,8 +593,8 @@ class Pipeline:
             rep.metrics.append(("predict-the-mean MSE (normalised)", f"{idm_eval['baseline_mse']:.4f}"))
             r = idm_eval.get("replay") or {}
             if r:
-                rep.metrics.append((f"IDM label replay success ({r['behavior']}, {r['env']})",
-                                    f"{r['successes']}/{r['episodes']}"))
+                rep.metrics.append((f"open-loop replay success of IDM labels ({r['episodes']} held-out demos)",
+                                    f"{r['idm_replay_success']:.0%} (expert actions: {r['expert_replay_success']:.0%})"))
         for d in self.cfg.dreams:
             summary = self._read_json(self.out / "scores" / f"{d.name}.summary.json")
             if summary:
@@ -710,27 +699,10 @@ class _Labeller:
             return label_frames(self.model, self.embodiment, frames, device=self.device, autocast=self.autocast)
 
 
-def replay_success(actions: np.ndarray, behavior: str, env: str, seed: int, image_size: int) -> bool:
-    """Execute actions open-loop from episode (behavior, env, seed)'s initial state; True if the task succeeds."""
-    from dreamgen.toyworld.env import ToyWorldEnv
-
-    sim = ToyWorldEnv(behavior=behavior, env=env, image_size=image_size, max_episode_steps=len(actions) + 1)
-    try:
-        sim.reset(seed=seed)
-        for a in np.clip(actions, -1.0, 1.0):
-            _, _, terminated, truncated, info = sim.step(a.astype(np.float32))
-            if terminated:
-                return True
-            if truncated:
-                break
-        return False
-    finally:
-        sim.close()
-
-
 def _sim_replay_fn(labeller: _Labeller, manifest: dict[int, dict], image_size: int):
     from dreamgen.data import read_video
     from dreamgen.naming import parse_dream_path
+    from dreamgen.toyworld.replay import replay_actions
 
     def judge(video: str | Path, instruction: str, task: str) -> str:
         index, _ = parse_dream_path(video)
@@ -738,10 +710,26 @@ def _sim_replay_fn(labeller: _Labeller, manifest: dict[int, dict], image_size: i
         if item is None:
             raise DreamgenError(f"{video}: no dream input #{index} in the manifest")
         actions = labeller.label(read_video(video))
-        ok = replay_success(actions, item["behavior"], item["env"], item["seed"], image_size)
+        ok = replay_actions(actions, item["behavior"], item["env"], item["seed"], image_size)
         return "1" if ok else "0"
 
     return judge
+
+
+def _add_integrated_state(src: Path, dst: Path) -> int:
+    """Copy an idm-extract dataset, adding the proprio state its action labels imply (ToyWorld kinematics),
+    so that policies that read state can train on dreams too."""
+    from dreamgen.data import DatasetWriter, open_dataset
+    from dreamgen.embodiments import get_embodiment
+    from dreamgen.toyworld.replay import integrate_state
+
+    ds = open_dataset(src)
+    prov = json.loads((src / "meta" / "dreamgen_provenance.json").read_text())
+    prov["observation.state"] = "integrated from the IDM action labels (dreamgen.toyworld.replay.integrate_state)"
+    with DatasetWriter(dst, get_embodiment("toyworld"), provenance=prov) as w:
+        for ep in ds.episodes():
+            w.add_episode(ep.frames(), ep.action, ep.task, state=integrate_state(ep.action))
+    return ds.num_episodes
 
 
 def _split_weight(datasets: list[Path], total: float) -> list[tuple[Path, float]]:

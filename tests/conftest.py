@@ -14,5 +14,5 @@ def _torch_threads():
     except ImportError:
         yield
         return
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # tiny test models: extra threads cost more than they give
     yield

@@ -118,7 +118,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
 
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+            # x264 prints a statistics block per file at info level unless told otherwise
+            stream.options = {"crf": str(crf), "x264-params": "log-level=error"} if codec == "libx264" else {}
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     container.mux(packet)

@@ -97,7 +97,7 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
     from dreamgen.idm.checkpoint import load_idm
     from dreamgen.idm.data import load_dataset_episodes
     from dreamgen.idm.extract import _device_and_autocast, label_frames
-    from dreamgen.toyworld.env import ToyWorldEnv
+    from dreamgen.toyworld.replay import replay_actions
 
     dev, autocast = _device_and_autocast(device, "auto")
     model, emb, state = load_idm(checkpoint, dev)
@@ -114,19 +114,7 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
     for ep in eps:
         info = prov[ep.index]
         pred = label_frames(model, emb, ep.frames, 64, num_inference_steps, seed, dev, autocast)
-        for actions, which in ((pred, "idm"), (ep.action, "expert")):
-            env = ToyWorldEnv(behavior=info["behavior"], env=info["env"], max_episode_steps=len(actions) + 1)
-            env.reset(seed=info["seed"], options={"behavior": info["behavior"], "env": info["env"]})
-            success = False
-            for a in actions:
-                _, _, terminated, truncated, step_info = env.step(np.clip(a, -1, 1))
-                success = bool(step_info.get("success"))
-                if terminated or truncated:
-                    break
-            env.close()
-            if which == "idm":
-                idm_ok += success
-            else:
-                expert_ok += success
+        idm_ok += replay_actions(pred, info["behavior"], info["env"], info["seed"])
+        expert_ok += replay_actions(ep.action, info["behavior"], info["env"], info["seed"])
     n = len(eps)
     return {"episodes": n, "idm_replay_success": idm_ok / max(n, 1), "expert_replay_success": expert_ok / max(n, 1)}

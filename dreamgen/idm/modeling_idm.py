@@ -52,7 +52,8 @@ def build_encoder(config: IDMConfig) -> tuple[nn.Module, dict]:
             raise DreamgenError(f"a from-scratch SigLIP encoder needs a square image_size, got {config.image_size}")
         vision_config = SiglipVisionConfig(**{**config.encoder, "image_size": h})
         model = SiglipVisionModel(vision_config)
-    tower = model.vision_model
+    # transformers <= 5.5 wraps the tower in `.vision_model`; later 5.x releases flatten it
+    tower = getattr(model, "vision_model", model)
     tower.head, tower.use_head = None, False  # pooled output unused: keep DDP free of unused parameters
     if config.encoder_drop_last_layer:
         tower.encoder.layers = tower.encoder.layers[:-1]

@@ -23,6 +23,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "vae_steps": 0,
     "vae_kl_weight": 1e-6,
     "vae_stats_clips": 64,  # clips encoded to measure the trained autoencoder's latent mean/std
+    "vae_clip_frames": None,  # frames per autoencoder training clip (1 + 4k); None: whole clips
     "steps": 1000,
     "batch_size": 1,
     "weight_decay": 0.01,
