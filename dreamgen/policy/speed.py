@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
         report[f"data_cpu_s_per_batch_cache_{mode}"] = round(cpu, 4)
 
     device = torch.device(args.device)
+    if device.type == "cuda":  # as finetune_policy does
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     policy = make_policy(train_cfg.policy, ds_meta=mix.meta)
     pre, _ = make_pre_post_processors(train_cfg.policy, dataset_stats=mix.meta.stats, dataset_meta=mix.meta)
     optimizer, _ = make_optimizer_and_scheduler(train_cfg, policy)
