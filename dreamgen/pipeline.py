@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -241,7 +242,7 @@ class Pipeline:
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may share the folder
         tmp.write_text(json.dumps(data, indent=2, default=str))
         tmp.replace(path)
 

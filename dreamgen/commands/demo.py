@@ -42,8 +42,11 @@ def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs
     from dreamgen.pipeline import Pipeline, load_pipeline_config
 
     cfg = load_pipeline_config(config, _parse_sets(sets))
+    # committed demo data and checkpoints are found wherever the command runs from
     if cfg.real.dataset and not Path(cfg.real.dataset).exists() and (REPO / cfg.real.dataset).exists():
-        cfg.real.dataset = str(REPO / cfg.real.dataset)  # committed demo data, wherever the command runs from
+        cfg.real.dataset = str(REPO / cfg.real.dataset)
+    if cfg.wm.pretrained and not Path(cfg.wm.pretrained).exists() and (REPO / cfg.wm.pretrained).exists():
+        cfg.wm.pretrained = str(REPO / cfg.wm.pretrained)
     typer.echo(f"dreamgen: {cfg.name} from {config} -> {out}")
     Pipeline(cfg, out, echo=typer.echo, runs=runs or None).run(steps or None)
     return out

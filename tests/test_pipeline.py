@@ -1,0 +1,115 @@
+"""The experiment config (configs/experiment/toyworld.yaml) end to end at a tiny size on CPU, which is
+also what `dreamgen demo` runs: every artefact exists and is valid, the report renders, a rerun resumes."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dreamgen.errors import DreamgenError
+from dreamgen.pipeline import Pipeline, load_pipeline_config
+from tests.browser import inspect_page
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_WM = dict(
+    max_sequence_length=16,
+    transformer={"in_channels": 9, "out_channels": 8, "num_layers": 1, "num_attention_heads": 2,
+                 "attention_head_dim": 16, "text_embed_dim": 32, "adaln_lora_dim": 8, "max_size": [8, 32, 32],
+                 "patch_size": [1, 2, 2], "rope_scale": [1, 1, 1], "concat_padding_mask": True,
+                 "extra_pos_embed_type": None},
+    vae={"base_dim": 8, "z_dim": 8, "dim_mult": [1, 2, 2], "num_res_blocks": 1, "temperal_downsample": [True, True]},
+    text_encoder={"d_model": 32, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2,
+                  "relative_attention_num_buckets": 8, "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new",
+                  "is_gated_act": True},
+    train={"vae_stats_clips": 2, "warmup_steps": 0},
+    lora={"rank": 4, "alpha": 4},
+)
+
+TINY = {
+    "real.episodes": 4, "prior.episodes": 4,
+    "wm.scratch_steps": 2, "wm.scratch_vae_steps": 2, "wm.finetune_steps": 2, "wm.batch_size": 2, "wm.num_steps": 2,
+    "wm.preset_overrides": TINY_WM, "wm.device": "cpu",
+    "dreams": [{"name": "augment", "behaviors": ["pick_place"], "envs": ["default"], "count": 2, "seed": 50000},
+               {"name": "new_behaviors", "behaviors": ["lift"], "envs": ["default"], "count": 1, "seed": 60000},
+               {"name": "new_envs", "behaviors": ["pick_place"], "envs": ["evening"], "count": 1, "seed": 70000}],
+    "idm.steps": 4, "idm.batch_size": 4, "idm.model_config": "tiny", "idm.device": "cpu",
+    "policy.preset": "toyworld_diffusion_tiny", "policy.steps": 2, "policy.seeds": [0], "policy.device": "cpu",
+    "policy.variants": ["real_only", "real_neural_raw"],
+    "eval.episodes": 1, "eval.save_videos": 1, "eval.cells": [["pick_place", "default"], ["lift", "default"]],
+    "scaling": [2],
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "out"
+    cfg = load_pipeline_config(REPO / "configs" / "experiment" / "toyworld.yaml", TINY)
+    Pipeline(cfg, out, echo=lambda *_: None).run()
+    return out, cfg
+
+
+def test_every_artefact_exists_and_is_valid(run):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from dreamgen.data import open_dataset, read_video
+
+    out, cfg = run
+    assert open_dataset(out / "real").num_episodes == 4
+    assert (out / "wm_prior" / "model" / "model_index.json").is_file()
+    assert (out / "wm" / "pytorch_lora_weights.safetensors").is_file()
+    dreams = sorted((out / "dreams").glob("*/*.mp4"))
+    assert len(dreams) == 4
+    for v in dreams:
+        frames = read_video(v)
+        assert frames.shape == (25, 64, 64, 3)  # the toyworld embodiment's world-model clip
+        assert json.loads(v.with_suffix(".json").read_text())["instruction"]
+    scores = (out / "scores" / "augment.csv").read_text().splitlines()
+    assert scores[0] == "video_path,prompt,prediction,raw_reply" and len(scores) == 3
+    for name in ("augment_raw", "new_behaviors_raw", "new_envs_raw"):
+        ds = LeRobotDataset(f"local/{name}", root=out / "neural" / name, video_backend="pyav")
+        assert ds.meta.total_episodes >= 1 and ds.meta.features["action"]["shape"] == (4,)
+        item = ds[0]
+        assert tuple(item["observation.images.front"].shape) == (3, 64, 64)
+        ep = open_dataset(out / "neural" / name).episode(0)
+        from dreamgen.toyworld.replay import integrate_state
+
+        assert np.allclose(ep.state, integrate_state(ep.action), atol=1e-6)
+    idm = json.loads((out / "idm" / "eval.json").read_text())
+    assert {"idm_mse", "baseline_mse", "replay"} <= set(idm)
+    results = json.loads((out / "results.json").read_text())
+    cells = {(r["policy"], r["behavior"], r["env"]) for r in results["success"]}
+    assert cells == {(p, b, "default") for p in ("real_only", "real_neural_raw", "scale_2") for b in ("pick_place", "lift")}
+    assert all(r["episodes"] == 1 for r in results["success"])
+
+
+def test_report_renders(run):
+    out, _ = run
+    md = (out / "report.md").read_text()
+    assert "## Closed-loop success" in md and "| pick_place | default |" in md
+    page = inspect_page(out / "report.html")
+    assert {"steps", "metrics", "success"} <= set(page["tables"])
+    assert len(page["images"]) >= 4 + 2  # 4 dream contact sheets + loss curves
+    assert all(w > 0 for _, w in page["images"]), page["images"]
+
+
+def test_rerun_resumes_without_redoing_work(run):
+    out, cfg = run
+    lines = []
+    mtime = (out / "wm" / "pytorch_lora_weights.safetensors").stat().st_mtime
+    Pipeline(cfg, out, echo=lines.append).run()
+    assert sum("done already" in x for x in lines) == 9  # every step but the report
+    assert (out / "wm" / "pytorch_lora_weights.safetensors").stat().st_mtime == mtime
+
+
+def test_bad_config_errors(tmp_path):
+    cfg = REPO / "configs" / "experiment" / "toyworld.yaml"
+    with pytest.raises(DreamgenError, match="unknown behavior 'juggle'"):
+        load_pipeline_config(cfg, {"dreams": [{"name": "x", "behaviors": ["juggle"], "envs": ["default"], "count": 1}]})
+    with pytest.raises(DreamgenError, match="unknown policy variant"):
+        load_pipeline_config(cfg, {"policy.variants": ["best_one"]})
+    with pytest.raises(DreamgenError, match="unknown key"):
+        load_pipeline_config(cfg, {"wm.colour": "red"})
+    with pytest.raises(DreamgenError, match="not found"):
+        load_pipeline_config(tmp_path / "nope.yaml")
