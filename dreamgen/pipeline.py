@@ -571,7 +571,8 @@ class Pipeline:
                            "labelling the dreams, and policies trained with and without those neural trajectories.")
         for step in STEPS[:-1]:
             if step in self.timings:
-                rep.steps.append((step, f"{self.timings[step]:.0f} s"))
+                rep.steps.append((step, f"{self.timings[step]:.0f} s -> {self.out / step}"
+                                  if (self.out / step).exists() else f"{self.timings[step]:.0f} s"))
         scores = self._scores()
         sheets = self.out / "report_assets" / "sheets"
         for d in self.cfg.dreams:
@@ -586,8 +587,8 @@ class Pipeline:
                                              kept=None if s is None else s == "1"))
         curves = self.out / "report_assets" / "curves"
         for caption, csv_path in self._loss_csvs():
-            rep.curves.append((caption, plot_loss_csv(csv_path, curves / f"{csv_path.parent.name}_{csv_path.stem}.png",
-                                                      caption)))
+            png = curves / f"{csv_path.parent.name}_{csv_path.stem}.png"
+            rep.curves.append((caption, plot_loss_csv(csv_path, png, caption)))
         idm_eval = self._read_json(self.out / "idm" / "eval.json")
         if idm_eval:
             rep.metrics.append(("IDM held-out action MSE (normalised)", f"{idm_eval['idm_mse']:.4f}"))
@@ -623,12 +624,40 @@ class Pipeline:
         return out
 
     def _loss_csvs(self) -> list[tuple[str, Path]]:
-        found = []
-        for caption, pattern in (("world model (prior)", "wm_prior/loss.csv"), ("world model", "wm/loss.csv"),
-                                 ("IDM", "idm/loss.csv"), ("IDM", "idm/**/loss.csv")):
-            for p in sorted(self.out.glob(pattern))[:1]:
-                if p not in [q for _, q in found]:
-                    found.append((caption, p))
+        """(caption, CSV with a step column and *loss* columns) for every training that ran."""
+        import csv
+
+        found = [(caption, self.out / rel) for caption, rel in
+                 (("world model: prior (VAE, then transformer)", "wm_prior/loss.csv"),
+                  ("world model: on the real demos", "wm/loss.csv")) if (self.out / rel).is_file()]
+        curves = self.out / "report_assets" / "curves"
+        series: dict[str, dict[int, dict[str, float]]] = {}
+        states = sorted((self.out / "idm").glob("checkpoint-*/train_state.json"),
+                        key=lambda p: int(p.parent.name.split("-")[-1]))
+        if states:
+            rows = series.setdefault("IDM (train and held-out loss)", {})
+            for h in json.loads(states[-1].read_text()).get("history", []):
+                for key in ("loss", "val_loss"):
+                    if key in h:
+                        rows.setdefault(int(h["step"]), {})[key] = float(h[key])
+        for log_path in sorted((self.out / "policies").glob("*/train_log.jsonl")):
+            rows = series.setdefault("policies (training loss)", {})
+            for line in log_path.read_text().splitlines():
+                rec = json.loads(line)
+                if "loss" in rec:
+                    rows.setdefault(int(rec["step"]), {})[f"loss {log_path.parent.name}"] = float(rec["loss"])
+        for caption, rows in series.items():
+            if not rows:
+                continue
+            cols = sorted({c for r in rows.values() for c in r})
+            path = curves / f"{caption.split(' ')[0].lower()}_loss.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["step", *cols])
+                for step in sorted(rows):
+                    w.writerow([step, *(rows[step].get(c, "") for c in cols)])
+            found.append((caption, path))
         return found
 
     def _success_rows(self) -> list[dict[str, Any]]:
