@@ -679,7 +679,7 @@ class Pipeline:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from dreamgen.report import wilson_interval
+        from dreamgen.intervals import wilson_interval
 
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         train_b, train_e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]

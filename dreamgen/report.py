@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dreamgen.data.video import read_video, video_info
+from dreamgen.intervals import wilson_interval
 
 
 @dataclass
@@ -52,17 +52,6 @@ class Report:
     metrics: list[tuple[str, str]] = field(default_factory=list)  # (name, value)
     success: list[SuccessRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval: well-behaved at 0% and 100%, unlike the normal approximation."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def contact_sheet(video: str | Path, out_png: str | Path, scale: int = 2) -> Path:

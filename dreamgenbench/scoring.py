@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -84,16 +83,11 @@ def set_seed(seed: int) -> None:
         pass
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> list[float] | None:
-    """95% Wilson score interval for k successes out of n; sound for the ~50-video splits of the bench
-    where the normal approximation is not."""
-    if n <= 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [round(max(0.0, centre - half), 6), round(min(1.0, centre + half), 6)]
+def wilson_interval(k: int, n: int) -> list[float] | None:
+    """95% Wilson score interval of k passes out of n (None when nothing was scored)."""
+    from dreamgen.intervals import wilson_interval as interval
+
+    return None if n <= 0 else [round(x, 6) for x in interval(k, n)]
 
 
 def list_dreams(video_dir: str | Path, recursive: bool = True) -> list[Dream]:

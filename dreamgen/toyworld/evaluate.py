@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,22 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from dreamgen.intervals import wilson_interval  # noqa: F401  (re-exported by dreamgen.toyworld)
 from dreamgen.toyworld.env import ToyWorldEnv
 from dreamgen.toyworld.scene import ENVIRONMENTS
 from dreamgen.toyworld.tasks import BEHAVIORS, check_name
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sensible at 0% and 100%, unlike the normal one)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
 
 
 def episode_seed(seed: int, behavior: str, env: str, i: int) -> int:
