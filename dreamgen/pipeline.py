@@ -523,16 +523,21 @@ class Pipeline:
         preset = _policy_preset(p.preset)
         for name, seed, mix in self.policy_runs():
             out = self.out / "policies" / f"{name}_s{seed}"
-            if (out / "dreamgen_train.json").is_file() and _finished(out):
-                continue
-            self.echo(f"  training {name} (seed {seed}) on " + ", ".join(f"{d.name}:{w:g}" for d, w in mix))
             kwargs = {k: v for k, v in preset.items() if k in {f.name for f in fields(PolicyTrainConfig)}}
             kwargs.update(datasets=[DatasetSpec(Path(d), float(w)) for d, w in mix], output_dir=out, seed=seed,
-                          embodiment="toyworld", use_state=p.use_state, resume=out.exists(),
+                          embodiment="toyworld", use_state=p.use_state,
                           lerobot_args=list(preset.get("lerobot_args", [])) + list(p.lerobot_args))
             for k in ("steps", "batch_size", "device"):
                 if getattr(p, k) is not None:
                     kwargs[k] = getattr(p, k)
+            done = _checkpoint_step(out)
+            if done is not None and done >= int(kwargs.get("steps", 0)):
+                continue  # finished earlier
+            if done is None and out.exists():
+                shutil.rmtree(out)  # died before its first checkpoint: nothing to resume
+            kwargs["resume"] = done is not None
+            self.echo(f"  {'resuming' if done else 'training'} {name} (seed {seed}) on "
+                      + ", ".join(f"{d.name}:{w:g}" for d, w in mix))
             kwargs["save_freq"] = min(int(kwargs.get("save_freq", 10**9)), int(kwargs.get("steps", 10**9)))
             finetune_policy(PolicyTrainConfig(**kwargs))
         return self.out / "policies"
@@ -770,9 +775,13 @@ def _split_weight(datasets: list[Path], total: float) -> list[tuple[Path, float]
     return [(p, total * c / sum(counts)) for p, c in zip(datasets, counts, strict=True)]
 
 
-def _finished(run: Path) -> bool:
-    info = json.loads((run / "dreamgen_train.json").read_text())
-    return bool(info.get("finished", True))
+def _checkpoint_step(run: Path) -> int | None:
+    """The step of a policy run's last checkpoint (LeRobot's checkpoints/last -> <step>), or None."""
+    last = run / "checkpoints" / "last"
+    try:
+        return int(last.resolve().name) if last.exists() else None
+    except ValueError:
+        return None
 
 
 def _policy_preset(name: str) -> dict[str, Any]:
