@@ -44,14 +44,17 @@ def parse_dream_path(path: str | Path) -> tuple[int, str]:
     m = _DREAM_NAME.match(path.stem)
     if not m:
         raise DreamgenError(f"{path}: name is not '<i>_<Instruction>.mp4'")
-    index, instruction = int(m.group(1)), stem_to_instruction(m.group(2))
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise DreamgenError(f"{sidecar}: invalid JSON ({exc.msg})") from None
-        prompt = meta.get("instruction") or meta.get("prompt")
-        if isinstance(prompt, str) and prompt.strip():
-            instruction = prompt.strip()
-    return index, instruction
+    return int(m.group(1)), sidecar_instruction(path) or stem_to_instruction(m.group(2))
+
+
+def sidecar_instruction(video: str | Path) -> str | None:
+    """The instruction (else the prompt) in a video's sidecar JSON, or None without one."""
+    sidecar = Path(video).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as exc:
+        raise DreamgenError(f"{sidecar}: invalid JSON ({exc.msg})") from None
+    text = meta.get("instruction") or meta.get("prompt") if isinstance(meta, dict) else None
+    return text.strip() if isinstance(text, str) and text.strip() else None

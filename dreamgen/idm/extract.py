@@ -90,17 +90,11 @@ def find_videos(root: str | Path) -> list[Path]:
 
 def task_for(video: Path, root: Path) -> str:
     """The sidecar JSON's instruction/prompt wins; else the folder name (convert's layout); else the file name."""
-    from dreamgen.naming import parse_dream_path, stem_to_instruction
+    from dreamgen.naming import parse_dream_path, sidecar_instruction, stem_to_instruction
 
-    sidecar = video.with_suffix(".json")
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise VideoError(f"{sidecar}: invalid JSON ({exc.msg})") from None
-        text = meta.get("instruction") or meta.get("prompt")
-        if isinstance(text, str) and text.strip():
-            return text.strip()
+    text = sidecar_instruction(video)
+    if text:
+        return text
     if video.parent != root:
         return stem_to_instruction(video.parent.name)
     try:
