@@ -116,6 +116,18 @@ def _success_pivot(rows: list[SuccessRow]) -> tuple[list[str], list[tuple[str, s
     return policies, cells, table
 
 
+def _two_column_table(h: list[str], md: list[str], title: str, table_id: str, header: tuple[str, str],
+                      rows: list[tuple[str, str]]) -> None:
+    """Append a titled two-column table to the HTML (`h`) and Markdown (`md`) line lists."""
+    h.append(f"<h2>{title}</h2><table id='{table_id}'><tr><th>{header[0]}</th><th>{header[1]}</th></tr>")
+    md += [f"## {title}", "", f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    for k, v in rows:
+        h.append(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>")
+        md.append(f"| {k} | {v} |")
+    h.append("</table>")
+    md.append("")
+
+
 def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.html and report.md into `out_dir` (images must already live under it)."""
     out_dir = Path(out_dir)
@@ -133,13 +145,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         h.append(f"<p>{html.escape(report.intro)}</p>")
         md += [report.intro, ""]
     if report.steps:
-        h.append("<h2>Pipeline</h2><table id='steps'><tr><th>step</th><th>output</th></tr>")
-        md += ["## Pipeline", "", "| step | output |", "| --- | --- |"]
-        for step, where in report.steps:
-            h.append(f"<tr><td>{html.escape(step)}</td><td>{html.escape(where)}</td></tr>")
-            md.append(f"| {step} | {where} |")
-        h.append("</table>")
-        md.append("")
+        _two_column_table(h, md, "Pipeline", "steps", ("step", "output"), report.steps)
     if report.dreams:
         h.append("<h2>Dreamed videos</h2><p>first / middle / last frame of each dream</p>")
         md += ["## Dreamed videos", "", "First / middle / last frame of each dream.", ""]
@@ -161,13 +167,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             md += [f"![{caption}]({src})", ""]
     if report.metrics:
-        h.append("<h2>Metrics</h2><table id='metrics'><tr><th>metric</th><th>value</th></tr>")
-        md += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
-        for k, v in report.metrics:
-            h.append(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>")
-            md.append(f"| {k} | {v} |")
-        h.append("</table>")
-        md.append("")
+        _two_column_table(h, md, "Metrics", "metrics", ("metric", "value"), report.metrics)
     if report.success:
         policies, cells, table = _success_pivot(report.success)
         h.append("<h2>Closed-loop success</h2><p>success rate, 95% Wilson interval, (successes/episodes)</p>"
