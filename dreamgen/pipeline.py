@@ -483,6 +483,8 @@ class Pipeline:
                     mix = ([(self.real_dataset, 1.0)] if variant.startswith("real_neural") else []) + weights
                 runs.append((variant, seed, mix))
         for n in self.cfg.scaling:
+            if n == 0 and "real_only" in p.variants:
+                continue  # the curve's N=0 point is real_only (seed seeds[0]): the same training, not run twice
             if self.only_runs is not None and f"scale_{n}_s{p.seeds[0]}" not in self.only_runs:
                 continue
             sub = self._neural_subset(n)
@@ -614,7 +616,7 @@ class Pipeline:
                          "stand-in for a VLM judge, reported as such).")
         self._write_json(self.out / "results.json", {"success": table, "idm": idm_eval, "timings": self.timings})
         if self.cfg.scaling:
-            rep.curves.append(("success vs. neural trajectories", self._scaling_plot(table)))
+            rep.curves.append(("success vs. neural trajectories", self._scaling_plot(self._success_rows(per_seed=True))))
         html_path, _ = write_report(rep, self.out)
         return html_path
 
@@ -665,10 +667,12 @@ class Pipeline:
             found.append((caption, path))
         return found
 
-    def _success_rows(self) -> list[dict[str, Any]]:
+    def _success_rows(self, per_seed: bool = False) -> list[dict[str, Any]]:
+        """Successes per (policy, behavior, env), seeds pooled; `per_seed`: per run (policy named `<name>_s<seed>`)."""
         rows: dict[tuple[str, str, str], list[int]] = {}
         for res in sorted((self.out / "eval").glob("*/*/results.json")):
-            policy = res.parent.parent.name.rsplit("_s", 1)[0]
+            run = res.parent.parent.name
+            policy = run if per_seed else run.rsplit("_s", 1)[0]
             data = json.loads(res.read_text())
             for cell in data.get("results", []):
                 key = (policy, cell["behavior"], cell["env"])
@@ -687,12 +691,14 @@ class Pipeline:
         from dreamgen.intervals import wilson_interval
 
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+        seed0 = self.cfg.policy.seeds[0]
         train_b, train_e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
         for label, pred in (("training cell", lambda r: (r["behavior"], r["env"]) == (train_b, train_e)),
                             ("new behaviors / envs", lambda r: (r["behavior"], r["env"]) != (train_b, train_e))):
             xs, ys, lo, hi = [], [], [], []
             for n in self.cfg.scaling:
-                rs = [r for r in table if r["policy"] == f"scale_{n}" and pred(r)]
+                name = "real_only" if n == 0 and "real_only" in self.cfg.policy.variants else f"scale_{n}"
+                rs = [r for r in table if r["policy"] == f"{name}_s{seed0}" and pred(r)]
                 s, tot = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
                 if tot:
                     a, b = wilson_interval(s, tot)

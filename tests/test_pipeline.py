@@ -38,7 +38,7 @@ TINY = {
     "policy.preset": "toyworld_diffusion_tiny", "policy.steps": 2, "policy.seeds": [0], "policy.device": "cpu",
     "policy.variants": ["real_only", "real_neural_raw"],
     "eval.episodes": 1, "eval.save_videos": 1, "eval.cells": [["pick_place", "default"], ["lift", "default"]],
-    "scaling": [2],
+    "scaling": [0, 2],
 }
 
 
@@ -82,6 +82,9 @@ def test_every_artefact_exists_and_is_valid(run):
     cells = {(r["policy"], r["behavior"], r["env"]) for r in results["success"]}
     assert cells == {(p, b, "default") for p in ("real_only", "real_neural_raw", "scale_2") for b in ("pick_place", "lift")}
     assert all(r["episodes"] == 1 for r in results["success"])
+    # the scaling curve's N=0 point is the real_only run: not trained a second time
+    assert not (out / "policies" / "scale_0_s0").exists() and (out / "policies" / "scale_2_s0").is_dir()
+    assert (out / "report_assets" / "curves" / "scaling.png").stat().st_size > 0
 
 
 def test_report_renders(run):

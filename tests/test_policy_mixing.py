@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 from dreamgen.errors import DatasetError, DreamgenError, EmbodimentError
@@ -135,3 +136,25 @@ def test_finetune_rejects_bad_input_before_training(datasets, tmp_path):
         finetune_policy(PolicyTrainConfig([DatasetSpec(datasets["real"])], out, policy="diffusion", steps=1,
                                           pretrained=str(tmp_path / "pm")))
     assert not out.exists()
+
+
+def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
+    # Four tiny episodes and a batch of 128: with drop_last, a pass of the usable frames alone would hold
+    # no batch, and the training loop used to spin forever on it.
+    import pytest as _pytest
+
+    from dreamgen.errors import DreamgenError
+    from dreamgen.policy.finetune import _cycle
+
+    from types import SimpleNamespace
+
+    ds = SimpleNamespace(meta=SimpleNamespace(episodes={"dataset_from_index": [0, 20, 40, 55],
+                                                        "dataset_to_index": [20, 40, 55, 70]}))
+    mix = SimpleNamespace(datasets=[ds], offsets=[0], specs=[SimpleNamespace(weight=1.0)])
+    assert len(WeightedMixSampler.for_mixture(mix, drop_n_last_frames=7)) == 70 - 4 * 7
+    s = WeightedMixSampler.for_mixture(mix, drop_n_last_frames=7, min_samples=128)
+    batches = list(torch.utils.data.BatchSampler(s, batch_size=128, drop_last=True))
+    assert len(batches) == 1 and set(batches[0]) <= set(range(70))
+    assert not any(13 <= i % 20 < 20 for i in batches[0] if i < 40)  # episode tails stay out
+    with _pytest.raises(DreamgenError, match="no batch"):
+        next(_cycle([]))

@@ -291,3 +291,13 @@ def test_psnr_ssim_and_baseline():
     assert 20 < psnr(noisy, real) < 40 and ssim(noisy, real) < 0.99
     s = evaluate_continuations([real.copy()], [real])
     assert s["psnr"] == 100.0 and s["baseline_psnr"] < 30 and s["baseline_ssim"] < s["ssim"]
+
+
+def test_vae_roundtrip_scores_the_autoencoder(work):
+    from dreamgen.worldmodel.evaluate import vae_roundtrip
+
+    s = vae_roundtrip(str(work / "base"), str(work / "vids"), num=2, num_frames=5, device="cpu")
+    assert s["num_clips"] == 2 and len(s["per_clip"]) == 2
+    assert 0 < s["psnr"] < 100 and -1 <= s["ssim"] <= 1  # an untrained autoencoder: a real, imperfect round trip
+    with pytest.raises(DreamgenError, match="1 \\+ 4k"):
+        vae_roundtrip(str(work / "base"), str(work / "vids"), num=2, num_frames=6, device="cpu")

@@ -352,7 +352,8 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
             log.info("resuming %s at step %d", ckpt, step)
 
     drop_last_frames = int(getattr(policy_cfg, "drop_n_last_frames", 0) or 0)
-    sampler = WeightedMixSampler.for_mixture(mix, drop_n_last_frames=drop_last_frames, seed=cfg.seed)
+    sampler = WeightedMixSampler.for_mixture(mix, drop_n_last_frames=drop_last_frames, seed=cfg.seed,
+                                             min_samples=cfg.batch_size * accelerator.num_processes)
     if step:
         sampler.resume_at(step * cfg.batch_size * accelerator.num_processes)
     # From the frame cache a batch is a few tensor gathers: worker processes would only copy the cache.
@@ -438,7 +439,13 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
 
 def _cycle(loader):
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:  # would spin forever
+            raise DreamgenError("the training data loader yielded no batch in a whole pass (fewer samples than "
+                                "one batch with drop_last); lower --batch-size or add data")
 
 
 def open_mixture(specs: list[DatasetSpec], cams: list[str], use_state: bool, embodiment: Embodiment,

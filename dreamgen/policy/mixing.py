@@ -344,12 +344,14 @@ class WeightedMixSampler(torch.utils.data.Sampler[int]):
 
     @classmethod
     def for_mixture(cls, mix: MixedDataset, drop_n_last_frames: int = 0, num_samples: int | None = None,
-                    seed: int = 0) -> WeightedMixSampler:
+                    seed: int = 0, min_samples: int = 0) -> WeightedMixSampler:
+        """`num_samples` per pass: default the usable frames, at least `min_samples` (e.g. one batch per
+        process: with drop_last, a pass shorter than a batch would yield nothing, forever)."""
         frames = []
         for d, ds in enumerate(mix.datasets):
             idx = [np.arange(a, max(a, b - drop_n_last_frames)) for a, b in episode_bounds(ds)]
             frames.append(np.concatenate(idx) + mix.offsets[d] if idx else np.zeros(0, dtype=np.int64))
-        n = num_samples if num_samples is not None else sum(len(f) for f in frames)
+        n = max(num_samples if num_samples is not None else sum(len(f) for f in frames), min_samples)
         return cls(frames, [s.weight for s in mix.specs], n, seed)
 
     def __len__(self) -> int:

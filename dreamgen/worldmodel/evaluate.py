@@ -4,7 +4,8 @@ copies the first frame (a model that learned nothing about motion scores the bas
     python -m dreamgen.worldmodel.evaluate MODEL HELD_OUT_DATA OUT_DIR --num 32
 
 takes the first `num_frames` of each held-out video (a dataset or a folder of mp4 + txt), dreams from
-its first frame and instruction, and writes `OUT_DIR/metrics.json`.
+its first frame and instruction, and writes `OUT_DIR/metrics.json`. `--vae-only` instead round-trips
+clips through the autoencoder alone (`OUT_DIR/vae_roundtrip.json`): the ceiling on what dreams can show.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamgen.data.video import read_video, write_video
+from dreamgen.errors import DreamgenError
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,6 +105,40 @@ def evaluate_world_model(model: str, held_out: str, output_dir: str, num: int = 
     return summary
 
 
+def vae_roundtrip(model: str, held_out: str, num: int = 8, num_frames: int = 9,
+                  device: str | None = None) -> dict[str, Any]:
+    """Encode and decode `num` held-out clips with the model's autoencoder; PSNR/SSIM against the input.
+
+    An upper bound on dream quality: what the autoencoder loses (small objects, thin links) no
+    transformer can put back. `num_frames` should be 1 + 4k for the Wan autoencoder (4x in time).
+    """
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from dreamgen.worldmodel.data import WorldModelClips
+    from dreamgen.worldmodel.loading import resolve_model
+
+    if num_frames < 1 or (num_frames - 1) % 4:
+        raise DreamgenError(f"num_frames must be 1 + 4k (the autoencoder is 4x in time), got {num_frames}")
+    preset, folder, _ = resolve_model(model)
+    if not (folder / "vae").is_dir():
+        raise DreamgenError(f"{folder}: no vae/ folder (only Wan-autoencoder world models are supported here)")
+    height, width = preset.resolution
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae").to(dev).eval()
+    clips = WorldModelClips(held_out, num_frames, height, width)
+    rows = []
+    for i in range(min(num, len(clips))):
+        clip = clips.clip(i, 0)  # uint8 (T, H, W, 3)
+        x = torch.from_numpy(clip).to(dev).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
+        with torch.no_grad():
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        rec = ((y[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+        rows.append({"psnr": psnr(rec, clip), "ssim": ssim(rec, clip)})
+    return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
+            "num_clips": len(rows), "num_frames": num_frames, "per_clip": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -113,8 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--num-steps", type=int, default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--vae-only", action="store_true",
+                    help="only round-trip --num clips of 9 frames through the autoencoder (no dreaming)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    if args.vae_only:
+        v = vae_roundtrip(args.model, args.held_out, num=args.num, device=args.device)
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "vae_roundtrip.json").write_text(json.dumps(v, indent=2))
+        print(f"{v['num_clips']} clips x {v['num_frames']} frames  autoencoder round trip PSNR {v['psnr']:.2f} dB  "
+              f"SSIM {v['ssim']:.4f}")
+        return
     s = evaluate_world_model(args.model, args.held_out, args.output_dir, num=args.num, seed=args.seed,
                              num_steps=args.num_steps, guidance=args.guidance, device=args.device)
     print(f"{s['num_videos']} videos  model PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  |  copy-first-frame "

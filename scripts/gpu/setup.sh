@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Set-up on the lent GPU machine (no network there): system GL libraries for MuJoCo's EGL and the
-# wheels the machine's image lacks, carried in .gl/, .whla/, .whlb/ (see benchmarks/RESULTS.md).
-# Usage: source scripts/gpu/setup.sh [a|b]   (a: wheels part 1, b: part 2 + GL; the 64 MiB carry limit splits them)
+# wheels the machine's image lacks, carried in .gl/ and wheel folders (.whla/: diffusers, lerobot,
+# datasets, draccus, gymnasium, ...; .whlb/: mujoco, pyopengl, glfw; .whlc/: av). The 64 MiB carry
+# limit (working tree included) means several calls, each carrying some folders and installing them:
+#   source scripts/gpu/setup.sh .whlc          # call 1
+#   source scripts/gpu/setup.sh .whla .whlb    # call 2 (also unpacks .gl/ when carried)
+# With no argument: every folder present.
 set -e
-part=${1:-}
-if [ "$part" = b ] || [ -z "$part" ]; then
+dirs=("$@")
+[ ${#dirs[@]} -eq 0 ] && dirs=(.whla .whlb .whlc)
+if [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 fi
-for d in $( [ "$part" = a ] && echo .whla; [ "$part" = b ] && echo .whlb; [ -z "$part" ] && echo .whla .whlb ); do
+for d in "${dirs[@]}"; do
   [ -d "$d" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /root/dgsite "$d"/*.whl
 done
 export PYTHONPATH=/root/dgsite:$PWD PYTHONUNBUFFERED=1 MUJOCO_GL=egl
