@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from dreamgen.errors import DatasetError, DreamgenError, EmbodimentError
 from dreamgen.policy.mixing import (
@@ -141,12 +141,12 @@ def test_finetune_rejects_bad_input_before_training(datasets, tmp_path):
 def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
     # Four tiny episodes and a batch of 128: with drop_last, a pass of the usable frames alone would hold
     # no batch, and the training loop used to spin forever on it.
+    from types import SimpleNamespace
+
     import pytest as _pytest
 
     from dreamgen.errors import DreamgenError
     from dreamgen.policy.finetune import _cycle
-
-    from types import SimpleNamespace
 
     ds = SimpleNamespace(meta=SimpleNamespace(episodes={"dataset_from_index": [0, 20, 40, 55],
                                                         "dataset_to_index": [20, 40, 55, 70]}))
