@@ -296,7 +296,11 @@ def test_psnr_ssim_and_baseline():
 def test_vae_roundtrip_scores_the_autoencoder(work):
     from dreamgen.worldmodel.evaluate import vae_roundtrip
 
-    s = vae_roundtrip(str(work / "base"), str(work / "vids"), num=2, num_frames=5, device="cpu")
+    s = vae_roundtrip(str(work / "base"), str(work / "vids"), num=2, num_frames=5, device="cpu",
+                      sheet=work / "rt.png")
+    from PIL import Image
+
+    assert Image.open(work / "rt.png").size == (4 * 16 * 2, 2 * 16 * 2)  # 2 clips x (in|out, first|last)
     assert s["num_clips"] == 2 and len(s["per_clip"]) == 2
     assert 0 < s["psnr"] < 100 and -1 <= s["ssim"] <= 1  # an untrained autoencoder: a real, imperfect round trip
     with pytest.raises(DreamgenError, match="1 \\+ 4k"):

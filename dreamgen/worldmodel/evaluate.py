@@ -106,11 +106,12 @@ def evaluate_world_model(model: str, held_out: str, output_dir: str, num: int = 
 
 
 def vae_roundtrip(model: str, held_out: str, num: int = 8, num_frames: int = 9,
-                  device: str | None = None) -> dict[str, Any]:
+                  device: str | None = None, sheet: str | Path | None = None) -> dict[str, Any]:
     """Encode and decode `num` held-out clips with the model's autoencoder; PSNR/SSIM against the input.
 
     An upper bound on dream quality: what the autoencoder loses (small objects, thin links) no
     transformer can put back. `num_frames` should be 1 + 4k for the Wan autoencoder (4x in time).
+    `sheet`: a PNG with input | reconstruction (first and last frame) of up to 4 clips.
     """
     import torch
     from diffusers import AutoencoderKLWan
@@ -127,7 +128,7 @@ def vae_roundtrip(model: str, held_out: str, num: int = 8, num_frames: int = 9,
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     vae = AutoencoderKLWan.from_pretrained(folder / "vae").to(dev).eval()
     clips = WorldModelClips(held_out, num_frames, height, width)
-    rows = []
+    rows, pairs = [], []
     for i in range(min(num, len(clips))):
         clip = clips.clip(i, 0)  # uint8 (T, H, W, 3)
         x = torch.from_numpy(clip).to(dev).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
@@ -135,6 +136,13 @@ def vae_roundtrip(model: str, held_out: str, num: int = 8, num_frames: int = 9,
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
         rec = ((y[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
         rows.append({"psnr": psnr(rec, clip), "ssim": ssim(rec, clip)})
+        if sheet is not None and i < 4:
+            pairs.append(np.concatenate([clip[0], rec[0], clip[-1], rec[-1]], axis=1))
+    if sheet is not None and pairs:
+        from PIL import Image
+
+        img = np.concatenate(pairs, axis=0)
+        Image.fromarray(img).resize((img.shape[1] * 2, img.shape[0] * 2), Image.NEAREST).save(sheet)
     return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
             "num_clips": len(rows), "num_frames": num_frames, "per_clip": rows}
 
@@ -154,8 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.vae_only:
-        v = vae_roundtrip(args.model, args.held_out, num=args.num, device=args.device)
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        v = vae_roundtrip(args.model, args.held_out, num=args.num, device=args.device,
+                          sheet=Path(args.output_dir) / "vae_roundtrip.png")
         (Path(args.output_dir) / "vae_roundtrip.json").write_text(json.dumps(v, indent=2))
         print(f"{v['num_clips']} clips x {v['num_frames']} frames  autoencoder round trip PSNR {v['psnr']:.2f} dB  "
               f"SSIM {v['ssim']:.4f}")
