@@ -143,9 +143,6 @@ def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
     # no batch, and the training loop used to spin forever on it.
     from types import SimpleNamespace
 
-    import pytest as _pytest
-
-    from dreamgen.errors import DreamgenError
     from dreamgen.policy.finetune import _cycle
 
     ds = SimpleNamespace(meta=SimpleNamespace(episodes={"dataset_from_index": [0, 20, 40, 55],
@@ -156,5 +153,5 @@ def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
     batches = list(torch.utils.data.BatchSampler(s, batch_size=128, drop_last=True))
     assert len(batches) == 1 and set(batches[0]) <= set(range(70))
     assert not any(13 <= i % 20 < 20 for i in batches[0] if i < 40)  # episode tails stay out
-    with _pytest.raises(DreamgenError, match="no batch"):
+    with pytest.raises(DreamgenError, match="no batch"):
         next(_cycle([]))

@@ -113,7 +113,6 @@ def vae_roundtrip(model: str, held_out: str, num: int = 8, num_frames: int = 9,
     transformer can put back. `num_frames` should be 1 + 4k for the Wan autoencoder (4x in time).
     `sheet`: a PNG with input | reconstruction (first and last frame) of up to 4 clips.
     """
-    import torch
     from diffusers import AutoencoderKLWan
 
     from dreamgen.worldmodel.data import WorldModelClips
