@@ -10,22 +10,15 @@ import pytest
 from dreamgen.errors import DreamgenError
 from dreamgen.pipeline import Pipeline, load_pipeline_config
 from tests.browser import inspect_page
+from tests.test_worldmodel import TINY as WM_TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_WM = dict(
-    max_sequence_length=16,
-    transformer={"in_channels": 9, "out_channels": 8, "num_layers": 1, "num_attention_heads": 2,
-                 "attention_head_dim": 16, "text_embed_dim": 32, "adaln_lora_dim": 8, "max_size": [8, 32, 32],
-                 "patch_size": [1, 2, 2], "rope_scale": [1, 1, 1], "concat_padding_mask": True,
-                 "extra_pos_embed_type": None},
-    vae={"base_dim": 8, "z_dim": 8, "dim_mult": [1, 2, 2], "num_res_blocks": 1, "temperal_downsample": [True, True]},
-    text_encoder={"d_model": 32, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2,
-                  "relative_attention_num_buckets": 8, "feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new",
-                  "is_gated_act": True},
-    train={"vae_stats_clips": 2, "warmup_steps": 0},
-    lora={"rank": 4, "alpha": 4},
-)
+# The world-model test's tiny Cosmos2 at the pipeline's own resolution and clip length (64x64, 25 frames:
+# a larger rope table), with the preset's text dropout.
+TINY_WM = {k: v for k, v in WM_TINY.items() if k not in ("resolution", "num_frames", "num_inference_steps")}
+TINY_WM["transformer"] = {**WM_TINY["transformer"], "max_size": [8, 32, 32]}
+TINY_WM["train"] = {k: v for k, v in WM_TINY["train"].items() if k != "text_dropout"}
 
 TINY = {
     "real.episodes": 4, "prior.episodes": 4,
