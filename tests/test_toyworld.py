@@ -9,7 +9,7 @@ import pytest
 
 from dreamgen.errors import DreamgenError
 from dreamgen.toyworld import scene as S
-from dreamgen.toyworld.env import ActionError, ToyWorldEnv, render_initial_frame
+from dreamgen.toyworld.env import MAX_STEP, ActionError, ToyWorldEnv, render_initial_frame
 from dreamgen.toyworld.evaluate import evaluate, wilson_interval
 from dreamgen.toyworld.experts import ExpertPolicy, run_expert_episode
 from dreamgen.toyworld.policies import RandomPolicy, load_policy, register_policy_loader
@@ -66,7 +66,34 @@ def test_expert_succeeds(env, behavior):
         assert frames.shape == (len(actions) + 1, SIZE, SIZE, 3) and states.shape == (len(actions) + 1, 4)
         assert np.all(np.abs(actions) <= 1.0)
         lengths.append(len(actions))
-    assert max(lengths) <= 24  # short enough for one 25-frame world-model clip
+    assert max(lengths) <= 36  # short enough for one 37-frame world-model clip
+
+
+def _go_to(env, target, grip):
+    """Step towards `target` at full speed until reached; returns the env's held object."""
+    for _ in range(40):
+        delta = (np.asarray(target) - env.ee) / MAX_STEP
+        env.step(np.array([*np.clip(delta, -1, 1), grip]))
+        if np.allclose(env.ee, target, atol=1e-6):
+            break
+    return env.held
+
+
+def test_grasp_forgives_closing_a_step_early(env):
+    env.reset(seed=3, options={"behavior": "lift"})
+    obj = env.object_position(env.task_params["object"])
+    grasp_z = obj[2] - CUBE_HALF + 0.006
+    _go_to(env, [obj[0], obj[1], grasp_z + 0.06], -1)
+    _go_to(env, [obj[0], obj[1], grasp_z + MAX_STEP], -1)
+    env.step(np.array([0.0, 0.0, -1.0, 1.0]))  # the close command comes while still a step above
+    assert env.held is None and 0 < env.closure < 1
+    env.step(np.array([0.0, 0.0, 0.0, 1.0]))  # the fingers are still closing: the grasp takes
+    assert env.held == env.task_params["object"]
+    # fully closed on nothing, the gripper never picks anything up afterwards
+    env.reset(seed=3, options={"behavior": "lift"})
+    _go_to(env, [obj[0] + 0.1, obj[1], grasp_z], 1)
+    assert env.closure == 1.0 and env.held is None
+    assert _go_to(env, [obj[0], obj[1], grasp_z], 1) is None
 
 
 def test_time_limit_truncates(env):
@@ -111,8 +138,8 @@ def test_success_predicates_true_and_false():
     assert not is_success("stack", _state(red_cube=[0.1, -0.1, 3 * CUBE_HALF + 0.03], green_cube=g), stack)
 
     lift = {"object": "blue cube"}
-    assert is_success("lift", _state(blue_cube=[0.0, -0.1, CUBE_HALF + 0.11]), lift)
-    assert not is_success("lift", _state(blue_cube=[0.0, -0.1, CUBE_HALF + 0.05]), lift)
+    assert is_success("lift", _state(blue_cube=[0.0, -0.1, CUBE_HALF + 0.16]), lift)
+    assert not is_success("lift", _state(blue_cube=[0.0, -0.1, CUBE_HALF + 0.11]), lift)  # pick_place's carry height
 
     nxt = {"object": "red cube", "target": "green cube", "side": "right"}
     assert is_success("next_to", _state(red_cube=[0.17, -0.1, CUBE_HALF]), nxt)

@@ -4,7 +4,9 @@ Observation: {"image": uint8 (H, W, 3) from the front camera, "state": float32 (
 [ee_x, ee_y, ee_z, gripper]} where gripper is the closure in [0, 1] (0 open, 1 closed).
 Action: float (4,) in [-1, 1] = [dx, dy, dz, grip]: the end-effector moves by `MAX_STEP` * dxyz
 metres per step (clipped to the workspace); grip > 0 closes the gripper, grip <= 0 opens it.
-Closing over an object attaches it to the hand ("magnet" grasp); opening releases it.
+The gripper takes 3 steps to close; an object comes within the fingers' reach at any step while they
+are closing attaches it to the hand ("magnet" grasp), so a grasp commanded a step early still holds;
+opening releases it.
 10 control steps per second; the episode is truncated at the behavior's time limit.
 """
 
@@ -31,11 +33,11 @@ from dreamgen.toyworld.tasks import (
 
 FPS = 10
 MAX_STEP = 0.05  # metres per control step at |action| = 1
-GRIPPER_SPEED = 0.5  # closure change per step
+GRIPPER_SPEED = 1 / 3  # closure change per step: closing takes 3 steps
 STATE_NAMES = ["ee_x", "ee_y", "ee_z", "gripper"]
 ACTION_NAMES = ["dx", "dy", "dz", "grip"]
-GRASP_XY = 0.022  # an object's centre must be this close (xy) to the fingertip centre to be grasped
-GRASP_Z = (-0.012, 0.045)  # and this far above the fingertips
+GRASP_XY = 0.025  # an object's centre must be this close (xy) to the fingertip centre to be grasped
+GRASP_Z = (-0.012, 0.05)  # and this far above the fingertips
 
 
 class ActionError(DreamgenError, ValueError):
@@ -93,7 +95,6 @@ class ToyWorldEnv(gym.Env):
         self.held: str | None = None
         self._held_offset = np.zeros(3)
         self._held_quat = np.array([1.0, 0, 0, 0])
-        self._grip_cmd = False
         self._steps = 0
         self._last_image: np.ndarray | None = None
 
@@ -129,7 +130,7 @@ class ToyWorldEnv(gym.Env):
         d.mocap_pos[h.mocap["plate"]] = self.layout.plate
         d.mocap_pos[h.mocap["bin"]] = self.layout.bin
         self.ee = S.HOME_EE.copy()
-        self.closure, self.held, self._grip_cmd, self._steps = 0.0, None, False, 0
+        self.closure, self.held, self._steps = 0.0, None, 0
         self._place_gripper(self.ee, self._gap())
         self._place_arm()
         mujoco.mj_forward(m, d)
@@ -146,7 +147,7 @@ class ToyWorldEnv(gym.Env):
         start = self.ee.copy()
         target = np.clip(start + a[:3] * MAX_STEP, S.WORKSPACE_LOW, S.WORKSPACE_HIGH)
         close = bool(a[3] > 0)
-        if close and not self._grip_cmd and self.held is None:
+        if close and self.held is None and self.closure < 1.0:  # the fingers are still closing
             self.held = self._graspable(start)
             if self.held is not None:
                 qa = h.obj_qpos[self.held]
@@ -155,7 +156,6 @@ class ToyWorldEnv(gym.Env):
                 self._held_quat = d.qpos[qa + 3 : qa + 7].copy()
         if not close:
             self.held = None
-        self._grip_cmd = close
         gap0 = self._gap()
         self.closure = float(np.clip(self.closure + (GRIPPER_SPEED if close else -GRIPPER_SPEED), 0.0, 1.0))
         gap1 = self._gap()

@@ -15,10 +15,13 @@ from dreamgen.toyworld.env import MAX_STEP, ToyWorldEnv
 from dreamgen.toyworld.scene import BIN_FLOOR_TOP, CUBE_HALF, PLATE_TOP
 from dreamgen.toyworld.tasks import DIRECTIONS, SIDES
 
+EXPERT_SPEED = 0.6  # fraction of MAX_STEP per axis: unsaturated actions, ~30-step episodes a learner can follow
 HOVER = 0.09  # fingertip height for moving above objects
 CARRY = 0.11  # fingertip height while carrying (object bottom clears plate, bin walls and cubes)
 GRASP_Z = 0.006  # fingertip height when grasping an object resting on the table
 RELEASE_GAP = 0.004  # how far above its support an object is released
+LIFT_TO = 0.20  # fingertip height of the lift behavior (the object's bottom clears LIFT_HEIGHT; CARRY does not)
+PLACE_JITTER = 0.015  # radius (m) of the random offset from a receptacle's centre where objects are released
 
 
 @dataclass
@@ -26,11 +29,11 @@ class Waypoint:
     pos: np.ndarray
     grip: float  # +1 closed, -1 open
     hold: int = 0  # extra steps to stay here (gripper actuation)
-    speed: float = 1.0  # fraction of MAX_STEP per axis (slow pushes keep contact with the object)
+    speed: float = EXPERT_SPEED  # fraction of MAX_STEP per axis (slow pushes keep contact with the object)
 
 
 class ScriptedExpert:
-    """Follows a list of waypoints in straight lines at up to MAX_STEP per axis per step."""
+    """Follows a list of waypoints in straight lines at up to EXPERT_SPEED * MAX_STEP per axis per step."""
 
     def __init__(self, env: ToyWorldEnv) -> None:
         self.env = env
@@ -67,7 +70,7 @@ def _pick(obj_pos: np.ndarray) -> list[Waypoint]:
     return [
         Waypoint(_above(obj_pos, HOVER), -1),
         Waypoint(_above(obj_pos, grasp_z), -1),
-        Waypoint(_above(obj_pos, grasp_z), 1, hold=1),
+        Waypoint(_above(obj_pos, grasp_z), 1, hold=2),  # the fingers close over 3 steps
         Waypoint(_above(obj_pos, CARRY), 1),
     ]
 
@@ -78,7 +81,7 @@ def _place(xy: np.ndarray, support_top: float, carry_z: float = CARRY) -> list[W
     return [
         Waypoint(_above(xy, carry_z), 1),
         Waypoint(_above(xy, release_z), 1),
-        Waypoint(_above(xy, release_z), -1),
+        Waypoint(_above(xy, release_z), -1, hold=1),
         Waypoint(_above(xy, release_z + 0.04), -1),
     ]
 
@@ -88,12 +91,16 @@ def plan(env: ToyWorldEnv) -> list[Waypoint]:
     p = env.task_params
     b = env.behavior
     obj = env.object_position(p["object"])
+    # a receptacle is hit at a random spot near its centre (deterministic given the episode seed)
+    rng = np.random.default_rng(int(env.np_random.integers(2**31)))
+    r, phi = PLACE_JITTER * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+    jitter = np.array([r * np.cos(phi), r * np.sin(phi)])
     if b == "pick_place":
-        return _pick(obj) + _place(env.layout.plate[:2], PLATE_TOP)
+        return _pick(obj) + _place(env.layout.plate[:2] + jitter, PLATE_TOP)
     if b == "put_in_bin":
-        return _pick(obj) + _place(env.layout.bin[:2], BIN_FLOOR_TOP + 0.02, carry_z=CARRY + 0.02)
+        return _pick(obj) + _place(env.layout.bin[:2] + jitter, BIN_FLOOR_TOP + 0.02, carry_z=CARRY + 0.02)
     if b == "lift":
-        return _pick(obj)[:3] + [Waypoint(_above(obj, 0.16), 1, hold=1)]
+        return _pick(obj)[:3] + [Waypoint(_above(obj, LIFT_TO), 1, hold=1)]
     if b == "stack":
         base = env.object_position(p["target"])
         return _pick(obj) + _place(base[:2], base[2] + CUBE_HALF)
@@ -109,7 +116,7 @@ def plan(env: ToyWorldEnv) -> list[Waypoint]:
         return [
             Waypoint(np.array([*behind, HOVER]), 1),
             Waypoint(np.array([*behind, z]), 1),
-            Waypoint(np.array([*end, z]), 1, speed=0.6),
+            Waypoint(np.array([*end, z]), 1, speed=0.6 * EXPERT_SPEED),
             Waypoint(np.array([*end, HOVER]), 1),
         ]
     raise AssertionError(b)  # pragma: no cover

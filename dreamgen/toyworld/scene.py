@@ -45,6 +45,19 @@ PALM_Z = 0.062  # palm centre above the fingertips
 FINGER_HALF = (0.006, 0.013, 0.026)
 GRIPPER_OPEN_GAP = 0.076  # inner distance between open fingers
 HOME_EE = np.array([0.0, 0.02, 0.16])
+# The front camera frames the workspace (objects are tens of pixels, not a handful): it sits above
+# the near table edge and looks down at the table centre.
+CAMERA_POS = np.array([0.0, -0.36, 0.70])
+CAMERA_TARGET = np.array([0.0, 0.02, 0.0])
+CAMERA_FOVY = 40
+
+
+def _camera_xyaxes() -> str:
+    """MuJoCo's camera x and y axes for a level camera at CAMERA_POS looking at CAMERA_TARGET."""
+    fwd = (CAMERA_TARGET - CAMERA_POS) / np.linalg.norm(CAMERA_TARGET - CAMERA_POS)
+    x = np.array([1.0, 0.0, 0.0])
+    y = np.cross(-fwd, x)
+    return " ".join(f"{v:.5f}" for v in (*x, *y))
 
 # object name -> (shape, rgba). Names are what instructions say ("the red cube").
 OBJECTS: dict[str, tuple[str, tuple[float, float, float, float]]] = {
@@ -210,7 +223,7 @@ def build_xml(offscreen: int = 512) -> str:
           rgba="0.3 0.3 0.3 1" {_VIS}/>
     <geom name="table_leg2" type="box" size="0.03 0.03 0.36" pos="{-sx + 0.05} {sy + 0.01} -0.4"
           rgba="0.3 0.3 0.3 1" {_VIS}/>
-    <camera name="front" pos="0 -0.52 0.98" xyaxes="1 0 0 0 0.8 0.6" fovy="44"/>
+    <camera name="front" pos="{CAMERA_POS[0]} {CAMERA_POS[1]} {CAMERA_POS[2]}" xyaxes="{_camera_xyaxes()}" fovy="{CAMERA_FOVY}"/>
 
     <!-- robot base and column (fixed); the yawing shoulder and links are mocap bodies -->
     <geom type="cylinder" size="0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.2 0.2 0.22 1" group="1" {_VIS}/>

@@ -27,7 +27,7 @@ from dreamgen.toyworld.scene import (
 )
 
 PUSH_DISTANCE = 0.08  # required displacement along the push direction
-LIFT_HEIGHT = 0.10  # required height of the object's bottom above the table
+LIFT_HEIGHT = 0.15  # required height of the object's bottom above the table (pick_place carries lower)
 NEXT_TO_RANGE = (0.045, 0.10)  # centre offset along the side direction for "next to"
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "forward": (0.0, 1.0), "backward": (0.0, -1.0)}
 SIDES = {"left": (-1.0, 0.0), "right": (1.0, 0.0)}
@@ -139,7 +139,7 @@ BEHAVIORS: dict[str, Behavior] = {
                  "push the {object} {direction}", success_push, 50),
         Behavior("stack", "stack one cube on another",
                  "stack the {object} on the {target}", success_stack, 60),
-        Behavior("lift", "lift an object 10+ cm above the table",
+        Behavior("lift", "lift an object 15+ cm above the table",
                  "lift the {object}", success_lift, 40),
         Behavior("next_to", "place an object to the left/right of another",
                  "put the {object} to the {side} of the {target}", success_next_to, 60),
