@@ -246,3 +246,10 @@ def test_load_policy_registry(tmp_path):
     pol = load_policy(str(ckpt))
     rep = evaluate(pol, ["lift"], ["default"], episodes=1, image_size=SIZE, progress=False)
     assert rep["overall"]["success_rate"] == 0.0 and rep["results"][0]["mean_steps"] == BEHAVIORS["lift"].max_steps
+
+
+def test_cli_default_image_size_matches_env():
+    from dreamgen.commands import toyworld as cmd
+    from dreamgen.toyworld import env as env_mod
+
+    assert cmd.IMAGE_SIZE == env_mod.IMAGE_SIZE

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+# = dreamgen.toyworld.env.IMAGE_SIZE, written out so that `--help` does not import MuJoCo (a test checks they agree)
+IMAGE_SIZE = 96
+
 tw_app = typer.Typer(help="ToyWorld: MuJoCo tabletop with a robot arm, scripted experts, data collection and "
                      "closed-loop evaluation.", no_args_is_help=True)
 
@@ -52,7 +55,7 @@ def collect_cmd(
     envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
     episodes: int = typer.Option(50, "--episodes", help="Episodes in total, round-robin over behavior x env."),
     seed: int = typer.Option(0, "--seed"),
-    image_size: int = typer.Option(64, "--image-size", help="Square image side in pixels."),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
     arm_style: str = typer.Option("default", "--arm-style", help="default | blue_box | floating."),
     embodiment: str = typer.Option("toyworld", "--embodiment", help="Embodiment written into the dataset."),
 ) -> None:
@@ -74,7 +77,7 @@ def eval_cmd(
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Folder for results.json and rollout videos."),
     save_videos: int = typer.Option(2, "--save-videos", help="Rollout mp4s saved per (behavior, env)."),
-    image_size: int = typer.Option(64, "--image-size"),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
     arm_style: str = typer.Option("default", "--arm-style"),
     max_steps: int = typer.Option(None, "--max-steps", help="Override the behaviors' time limits."),
 ) -> None:
@@ -111,7 +114,7 @@ def frame_cmd(
     behavior: str = typer.Option("pick_place", "--behavior"),
     env: str = typer.Option("default", "--env"),
     seed: int = typer.Option(0, "--seed"),
-    image_size: int = typer.Option(64, "--image-size"),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
     arm_style: str = typer.Option("default", "--arm-style"),
 ) -> None:
     """Render the first frame of an episode (what a world model dreams from) and print its instruction."""

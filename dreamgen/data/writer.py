@@ -49,7 +49,7 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | Path, embodiment: Embodiment, provenance: dict | None = None,
                  video_keys: list[str] | None = None, with_state: bool | None = None,
-                 vcodec: str = "h264", crf: int = 15):
+                 vcodec: str = "h264", crf: int = 15, pix_fmt: str = "yuv420p", gop: int = 2):
         self.out_dir = Path(out_dir)
         if self.out_dir.exists():
             raise OutputExistsError(f"{self.out_dir}: output already exists; choose a new path or remove it")
@@ -57,7 +57,7 @@ class DatasetWriter:
         self.provenance = dict(provenance or {})
         self.video_keys = list(video_keys or [embodiment.video_key])
         self.with_state = with_state
-        self.vcodec, self.crf = vcodec, crf
+        self.vcodec, self.crf, self.pix_fmt, self.gop = vcodec, crf, pix_fmt, gop
         self.tmp_dir = self.out_dir.with_name(f".{self.out_dir.name}.partial-{os.getpid()}")
         self._ds = None
         self.num_episodes = 0
@@ -112,7 +112,8 @@ class DatasetWriter:
             robot_type=emb.robot_type,
             use_videos=True,
             video_backend="pyav",
-            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, g=2, extra_options=self._quiet_options()),
+            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, pix_fmt=self.pix_fmt, g=self.gop,
+                                         extra_options=self._quiet_options()),
         )
 
     def _quiet_options(self) -> dict:

@@ -43,6 +43,35 @@ class IDMDataConfig:
         return max(self.observation_offsets[-1], self.action_horizon) + 1
 
 
+ACTION_FROM_STATE_KINDS = ("delta", "next", "sign_of_change")
+
+
+@dataclass
+class ActionFromState:
+    """How one action group follows from consecutive states s[t], s[t+1] (for an IDM that predicts state):
+    `delta`: a[t] = (s[t+1] - s[t]) * scale; `next`: a[t] = s[t+1] (absolute position targets);
+    `sign_of_change`: a[t] = +1 if the state rises by more than `deadband`, -1 if it falls by more, else +1
+    above `threshold` and -1 below (a gripper command from its closure)."""
+
+    action: list[int]  # [start, end) in the action vector
+    state: list[int]  # [start, end) in the state vector, same width
+    kind: str
+    scale: float = 1.0
+    threshold: float = 0.5
+    deadband: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ACTION_FROM_STATE_KINDS:
+            raise EmbodimentError(f"action_from_state kind must be one of {ACTION_FROM_STATE_KINDS}, got {self.kind!r}")
+        for name in ("action", "state"):
+            r = getattr(self, name)
+            if not (isinstance(r, list | tuple) and len(r) == 2 and 0 <= int(r[0]) < int(r[1])):
+                raise EmbodimentError(f"action_from_state.{name} must be [start, end) with start < end, got {r}")
+            setattr(self, name, [int(r[0]), int(r[1])])
+        if self.action[1] - self.action[0] != self.state[1] - self.state[0]:
+            raise EmbodimentError(f"action_from_state: action {self.action} and state {self.state} differ in width")
+
+
 @dataclass
 class Embodiment:
     name: str
@@ -59,11 +88,18 @@ class Embodiment:
     idm_image_size: list[int] = field(default_factory=lambda: [256, 256])  # (height, width)
     idm: IDMDataConfig = field(default_factory=IDMDataConfig)
     prompt_prefix: str = "The robot arm is performing a task. "
+    # actions that follow from the state trajectory (an IDM then predicts state and derives them)
+    action_from_state: list[ActionFromState] = field(default_factory=list)
     source: str = "<memory>"  # where it was loaded from; used in error messages only
 
     def __post_init__(self) -> None:
         if isinstance(self.idm, dict):
             self.idm = IDMDataConfig(**self.idm)
+        try:
+            self.action_from_state = [r if isinstance(r, ActionFromState) else ActionFromState(**r)
+                                      for r in self.action_from_state or []]
+        except TypeError as exc:
+            raise EmbodimentError(f"{self.source}: action_from_state: {exc}") from None
         if not self.video_keys:
             raise EmbodimentError(f"{self.source}: embodiment {self.name!r} has no video_keys")
         for part in ("state", "action"):
@@ -72,6 +108,10 @@ class Embodiment:
             _check_groups(self.modality[part], f"{self.source}: modality.{part}")
         if self.fps <= 0:
             raise EmbodimentError(f"{self.source}: fps must be positive, got {self.fps}")
+        for r in self.action_from_state:
+            if r.action[1] > self.action_dim or r.state[1] > self.state_dim:
+                raise EmbodimentError(f"{self.source}: action_from_state {r.action}<-{r.state} is outside the "
+                                      f"layout (action_dim {self.action_dim}, state_dim {self.state_dim})")
 
     # ----- layout -------------------------------------------------------------------------
     @property
@@ -118,6 +158,15 @@ class Embodiment:
         lo, hi = self._range(self.action_key)
         return ((np.asarray(action, dtype=np.float32) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
 
+    def normalize_state(self, state: np.ndarray) -> np.ndarray:
+        """States to [-1, 1] by their q01/q99 range, like actions (not clipped: a state estimate needs range)."""
+        lo, hi = self._range(self.state_key)
+        return (2.0 * (state - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+    def unnormalize_state(self, state: np.ndarray) -> np.ndarray:
+        lo, hi = self._range(self.state_key)
+        return ((np.asarray(state, dtype=np.float32) + 1.0) / 2.0 * (hi - lo) + lo).astype(np.float32)
+
     def _range(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         s = self.feature_stats(key)
         lo, hi = s.get("q01", s["min"]), s.get("q99", s["max"])
@@ -130,6 +179,7 @@ class Embodiment:
         """Everything but modality/stats: the content of embodiment.yaml."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("modality", "stats", "source")}
         d["idm"] = asdict(self.idm)
+        d["action_from_state"] = [asdict(r) for r in self.action_from_state]
         return d
 
     def to_dict(self) -> dict[str, Any]:

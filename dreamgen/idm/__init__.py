@@ -22,6 +22,9 @@ _EXPORTS = {
     "extract_actions": "dreamgen.idm.extract",
     "ensemble_chunks": "dreamgen.idm.extract",
     "label_frames": "dreamgen.idm.extract",
+    "label_video": "dreamgen.idm.extract",
+    "StateIDM": "dreamgen.idm.modeling_state",
+    "build_model": "dreamgen.idm.checkpoint",
     "EvalConfig": "dreamgen.idm.evaluate",
     "evaluate_idm": "dreamgen.idm.evaluate",
 }

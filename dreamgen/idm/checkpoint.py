@@ -75,11 +75,20 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def build_model(config: IDMConfig) -> torch.nn.Module:
+    """The IDM module of `config.kind`: a per-frame state estimator or the flow-matching chunk predictor."""
+    if config.kind == "state":
+        from dreamgen.idm.modeling_state import StateIDM
+
+        return StateIDM(config)
+    from dreamgen.idm.modeling_idm import IDM
+
+    return IDM(config)
+
+
 def load_idm(path: str | Path, device: str | torch.device = "cpu"):
     """-> (IDM in eval mode, Embodiment, train_state dict). Only safetensors weights are read."""
     from safetensors.torch import load_file
-
-    from dreamgen.idm.modeling_idm import IDM
 
     ckpt = find_checkpoint(path)
     for name in ("config.json", "embodiment"):
@@ -92,8 +101,8 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu"):
     cfg_dict["encoder_path"] = None  # the encoder shape is in `encoder`; its weights are in ours
     config = IDMConfig.from_dict(cfg_dict, source=str(ckpt / "config.json"))
     embodiment = load_embodiment_folder(ckpt / "embodiment")
-    model = IDM(config)
-    weights = load_file(str(ckpt / "model.safetensors"))
+    model = build_model(config)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(ckpt / "model.safetensors")).items()}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise DreamgenError(f"{ckpt}: weights do not match the config (missing {missing[:3]}, "

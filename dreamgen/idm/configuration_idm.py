@@ -1,6 +1,9 @@
 """IDM configuration: what the model looks like and what it predicts.
 
-An IDM sees `len(observation_offsets)` frames of one camera (frames t+o for each offset o) and
+Two kinds. `kind: state` (modeling_state.py) estimates the robot's state in every frame of a clip (a
+small CNN per frame, a temporal convolution across frames) plus the action directly; actions the
+embodiment derives from states (`action_from_state`) are then taken as differences of consecutive
+estimates. `kind: flow` (modeling_idm.py, the reference's design) sees `len(observation_offsets)` frames of one camera (frames t+o for each offset o) and
 predicts the normalised action chunk a[t], ..., a[t+H-1] with a flow-matching DiT. The image encoder
 is a SigLIP vision tower: loaded from a local transformers folder (`encoder_path`) for real use, or
 built from `encoder` (a `SiglipVisionConfig` dict) with random weights for small from-scratch IDMs.
@@ -37,8 +40,12 @@ SIGLIP2_LARGE_ENCODER = {
 }
 
 
+IDM_KINDS = ("flow", "state")
+
+
 @dataclass
 class IDMConfig:
+    kind: str = "flow"
     action_dim: int = 32
     action_horizon: int = 16
     observation_offsets: list[int] = field(default_factory=lambda: [0, 16])
@@ -61,8 +68,27 @@ class IDMConfig:
     noise_beta_beta: float = 1.0
     noise_s: float = 0.999
     num_timestep_buckets: int = 1000
+    # kind "state": per-frame CNN (channels/strides of its conv layers, spatial-softmax keypoints) and a
+    # temporal convolution over `clip_length`-frame training clips; state_dim 0 = actions only
+    state_dim: int = 0
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    cnn_strides: list[int] = field(default_factory=lambda: [2, 2, 2, 1])
+    num_keypoints: int = 32
+    temporal_layers: int = 3
+    temporal_kernel: int = 5
+    clip_length: int = 16
+    state_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.kind not in IDM_KINDS:
+            raise DreamgenError(f"IDM kind must be one of {IDM_KINDS}, got {self.kind!r}")
+        if self.kind == "state":
+            if len(self.cnn_channels) != len(self.cnn_strides) or not self.cnn_channels:
+                raise DreamgenError(f"cnn_channels {self.cnn_channels} and cnn_strides {self.cnn_strides} must be "
+                                    "non-empty and of equal length")
+            if self.clip_length < 2 or self.temporal_kernel % 2 == 0:
+                raise DreamgenError(f"clip_length must be >= 2 and temporal_kernel odd (got {self.clip_length}, "
+                                    f"{self.temporal_kernel})")
         self.observation_offsets = [int(o) for o in self.observation_offsets]
         self.image_size = [int(s) for s in self.image_size]
         if len(self.observation_offsets) < 2 or sorted(set(self.observation_offsets)) != self.observation_offsets:
@@ -81,7 +107,10 @@ class IDMConfig:
 
     @property
     def window(self) -> int:
-        """Frames one sample spans: from frame t to the later of the last observation and chunk end."""
+        """Frames one sample spans: from frame t to the later of the last observation and chunk end (a state
+        IDM needs two frames: one action)."""
+        if self.kind == "state":
+            return 2
         return max(self.observation_offsets[-1], self.action_horizon) + 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class IDMEpisode:
     load: Callable[[Sequence[int]], np.ndarray] | None = None
     task: str = ""
     index: int = 0
+    state: np.ndarray | None = None  # (T, S) raw, when the dataset records it
 
     @property
     def length(self) -> int:
@@ -85,6 +86,36 @@ class IDMWindows(torch.utils.data.Dataset):
         return frames, actions
 
 
+class IDMClips(torch.utils.data.Dataset):
+    """Clips of `length` consecutive frames for a state IDM: uint8 frames (L, H, W, 3), the normalised
+    target (L, S + A) = [state | action] per frame, and a mask (L,) of real frames (a short episode is
+    padded with its last frame). Clips start every `stride` frames."""
+
+    def __init__(self, episodes: Sequence[IDMEpisode], length: int, normalize_state: Callable | None,
+                 normalize_action: Callable, stride: int = 1) -> None:
+        self.episodes, self.length = list(episodes), length
+        self.normalize_state, self.normalize_action = normalize_state, normalize_action
+        self.index = [(e, t) for e, ep in enumerate(self.episodes)
+                      for t in range(0, max(1, ep.length - length + 1), stride)]
+        if not self.index:
+            raise DatasetError("no training clips: every episode is empty")
+        if normalize_state is not None and any(ep.state is None for ep in self.episodes):
+            raise DatasetError("a state IDM needs observation.state in every training episode")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e, t = self.index[i]
+        ep = self.episodes[e]
+        idx = np.minimum(np.arange(t, t + self.length), ep.length - 1)
+        mask = torch.from_numpy(np.arange(t, t + self.length) < ep.length)
+        parts = [self.normalize_state(ep.state[idx])] if self.normalize_state is not None else []
+        target = np.concatenate(parts + [self.normalize_action(ep.action[idx])], axis=1)
+        frames = torch.from_numpy(np.ascontiguousarray(ep.get_frames(idx)))
+        return frames, torch.from_numpy(target.astype(np.float32)), mask
+
+
 def load_dataset_episodes(path, video_key: str | None, image_size: Sequence[int],
                           episodes: Sequence[int] | None = None, preload: bool = True) -> list[IDMEpisode]:
     """Read a LeRobot dataset (any version `dreamgen.data.open_dataset` reads) into IDMEpisodes.
@@ -117,9 +148,12 @@ def load_dataset_episodes(path, video_key: str | None, image_size: Sequence[int]
                 log.warning("%s: episode %d has %d frames but %d actions; using %d", path, i, len(frames),
                             len(action), n)
                 frames, action = frames[:n], action[:n]
-            out.append(IDMEpisode(action=action, frames=frames, task=ep.task or "", index=i))
+            state = None if ep.state is None else np.asarray(ep.state, dtype=np.float32)[: len(frames)]
+            out.append(IDMEpisode(action=action, frames=frames, task=ep.task or "", index=i, state=state))
         else:
-            out.append(IDMEpisode(action=action, load=_lazy_loader(path, i, key), task=ep.task or "", index=i))
+            state = None if ep.state is None else np.asarray(ep.state, dtype=np.float32)
+            out.append(IDMEpisode(action=action, load=_lazy_loader(path, i, key), task=ep.task or "", index=i,
+                                  state=state))
     return out
 
 
@@ -140,9 +174,9 @@ class _lazy_loader:
         return ds.episode(self.episode).frames(indices=list(indices), key=self.key)
 
 
-def action_stats(episodes: Sequence[IDMEpisode]) -> dict[str, list[float]]:
-    """stats.json form for the action feature, from the training episodes."""
-    a = np.concatenate([ep.action for ep in episodes]).astype(np.float64)
+def action_stats(episodes: Sequence[IDMEpisode], attr: str = "action") -> dict[str, list[float]]:
+    """stats.json form for the action (or `attr="state"`) feature, from the training episodes."""
+    a = np.concatenate([getattr(ep, attr) for ep in episodes]).astype(np.float64)
     return {
         "mean": a.mean(0).tolist(), "std": a.std(0).tolist(), "min": a.min(0).tolist(), "max": a.max(0).tolist(),
         "q01": np.quantile(a, 0.01, axis=0).tolist(), "q99": np.quantile(a, 0.99, axis=0).tolist(),

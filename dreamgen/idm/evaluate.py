@@ -38,7 +38,7 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
     """
     from dreamgen.idm.checkpoint import load_idm
     from dreamgen.idm.data import load_dataset_episodes
-    from dreamgen.idm.extract import _device_and_autocast, label_frames
+    from dreamgen.idm.extract import _device_and_autocast, label_video
 
     device, autocast = _device_and_autocast(cfg.device, cfg.precision)
     model, emb, state = load_idm(cfg.checkpoint, device)
@@ -59,13 +59,17 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
     mean = np.asarray(emb.stats[emb.action_key]["mean"], np.float32)
     sq_idm, sq_base, ab_idm, ab_base, n = 0.0, 0.0, 0.0, 0.0, 0
     per_dim = np.zeros(model.config.action_dim)
+    state_err: list[np.ndarray] = []
     for ep in episodes:
         frames = ep.frames if ep.frames is not None else ep.get_frames(range(ep.length))
         if len(frames) < model.config.window:
             log.warning("episode %d: %d frames, shorter than the IDM window; skipped", ep.index, len(frames))
             continue
-        pred = label_frames(model, emb, frames, cfg.batch_size, cfg.num_inference_steps, cfg.seed, device,
-                            autocast)
+        pred, states = label_video(model, emb, frames, cfg.batch_size, cfg.num_inference_steps, cfg.seed, device,
+                                   autocast)
+        if states is not None and ep.state is not None:
+            n_s = min(len(states), len(ep.state))
+            state_err.append(np.abs(states[:n_s] - ep.state[:n_s]))
         gt = emb.normalize_action(ep.action)
         p = emb.normalize_action(pred)
         b = np.broadcast_to(emb.normalize_action(mean[None]), gt.shape)
@@ -84,6 +88,10 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
         "per_dim_mse": (per_dim / n).tolist(), "frames": n, "episodes": len(episodes),
     }
     res["mse_ratio"] = res["idm_mse"] / max(res["baseline_mse"], 1e-12)
+    if state_err:  # per-dimension mean absolute state error, raw units (ToyWorld: metres and closure)
+        err = np.concatenate(state_err)
+        res["state_mae"] = err.mean(0).tolist()
+        res["state_p95"] = np.quantile(err, 0.95, axis=0).tolist()
     return res
 
 
@@ -96,7 +104,7 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
 
     from dreamgen.idm.checkpoint import load_idm
     from dreamgen.idm.data import load_dataset_episodes
-    from dreamgen.idm.extract import _device_and_autocast, label_frames
+    from dreamgen.idm.extract import _device_and_autocast, label_video
     from dreamgen.toyworld.replay import replay_actions
 
     dev, autocast = _device_and_autocast(device, "auto")
@@ -113,7 +121,7 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
     idm_ok = expert_ok = 0
     for ep in eps:
         info = prov[ep.index]
-        pred = label_frames(model, emb, ep.frames, 64, num_inference_steps, seed, dev, autocast)
+        pred, _ = label_video(model, emb, ep.frames, 64, num_inference_steps, seed, dev, autocast)
         idm_ok += replay_actions(pred, info["behavior"], info["env"], info["seed"])
         expert_ok += replay_actions(ep.action, info["behavior"], info["env"], info["seed"])
     n = len(eps)

@@ -1,6 +1,9 @@
 """Label dreamed videos with IDM actions and write them as a LeRobot v3 dataset ("neural trajectories").
 
-Every frame t starts a window (frames t+offsets, clamped to the last frame) whose predicted chunk
+A state IDM (`kind: state`) estimates the robot state of every frame in one pass over the video; the
+actions the embodiment derives from states (`action_from_state`) are differences of consecutive
+estimates, the rest come from its action head; the dataset gets both `observation.state` and `action`.
+A flow IDM (`kind: flow`): every frame t starts a window (frames t+offsets, clamped to the last frame) whose predicted chunk
 covers actions t..t+H-1; each frame's action is the mean of all chunks covering it (the reference's
 temporal ensembling). Each frame is encoded once and shared by the windows that use it.
 
@@ -145,6 +148,50 @@ def label_frames(model, embodiment, frames: np.ndarray, batch_size: int = 64, nu
     return ensemble_chunks(raw, n)
 
 
+@torch.no_grad()
+def label_states(model, embodiment, frames: np.ndarray, device: torch.device | str = "cpu",
+                 autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A state IDM over a whole video, uint8 (T, H, W, 3) -> raw (actions (T, A), states (T, S) or None)."""
+    from dreamgen.idm.data import resize_frames
+    from dreamgen.idm.derive import actions_from_states
+
+    device = torch.device(device)
+    autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
+    x = torch.from_numpy(resize_frames(frames, model.config.image_size)).to(device)[None]
+    with autocast():
+        state, action = model.predict(x)
+    actions = embodiment.unnormalize_action(action[0].float().cpu().numpy())
+    if state is None:
+        return actions, None
+    states = embodiment.unnormalize_state(state[0].float().cpu().numpy())
+    if embodiment.action_from_state:
+        actions = actions_from_states(states, embodiment.action_from_state, direct=actions)
+    return actions, states
+
+
+def label_video(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
+                seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw (actions (T, A), states (T, S) or None) for one video, whichever kind the IDM is."""
+    if model.config.kind == "state":
+        return label_states(model, embodiment, frames, device, autocast)
+    return label_frames(model, embodiment, frames, batch_size, num_steps, seed, device, autocast), None
+
+
+def labelling_provenance(model, embodiment) -> dict[str, str]:
+    """How the dataset's `observation.state` and `action` were obtained, for provenance files."""
+    from dreamgen.idm.derive import describe
+
+    if model.config.kind != "state":
+        return {"action": "IDM flow-matching action chunks, overlapping chunks averaged per frame",
+                "observation.state": "not written (the IDM does not estimate state)"}
+    if not model.config.state_dim:
+        return {"action": "IDM action head, per frame", "observation.state": "not written (no state head)"}
+    derived = describe(embodiment.action_from_state)
+    return {"observation.state": "IDM state head: the state estimated in every frame",
+            "action": (f"derived from the estimated states: {derived}; other dimensions from the IDM action head"
+                       if derived else "IDM action head, per frame")}
+
+
 def _atomic_npz(path: Path, **arrays) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
     np.savez(tmp, **arrays)
@@ -172,8 +219,9 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         from dreamgen.embodiments import get_embodiment
 
         target = get_embodiment(cfg.embodiment)
-        target.check_widths(None, model.config.action_dim, f"IDM checkpoint {ckpt}")
-        emb = target.with_stats({**target.stats, target.action_key: emb.stats[emb.action_key]})
+        target.check_widths(model.config.state_dim or None, model.config.action_dim, f"IDM checkpoint {ckpt}")
+        keys = [k for k in (emb.action_key, emb.state_key) if k in emb.stats]
+        emb = target.with_stats({**target.stats, **{k: emb.stats[k] for k in keys}})
     cfg_m = model.config
     min_len = cfg_m.window
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
@@ -194,15 +242,16 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
             if len(frames) < min_len:
                 raise VideoError(f"{video}: {len(frames)} frames, shorter than the IDM window ({min_len} frames: "
                                  f"offsets {cfg_m.observation_offsets}, horizon {cfg_m.action_horizon})")
-            actions = label_frames(model, emb, frames, cfg.batch_size, cfg.num_inference_steps,
-                                   cfg.seed, device, autocast)
+            actions, states = label_video(model, emb, frames, cfg.batch_size, cfg.num_inference_steps,
+                                          cfg.seed, device, autocast)
         except (VideoError, DreamgenError) as exc:
             result.failed[rel] = str(exc)
             log.warning("skipping %s", exc)
             (work / f"{_work_name(video, root)}.failed.json").write_text(json.dumps({"video": rel,
                                                                                      "error": str(exc)}))
             continue
-        _atomic_npz(done, actions=actions, task=np.array(task), video=np.array(rel))
+        extra = {} if states is None else {"states": states}
+        _atomic_npz(done, actions=actions, task=np.array(task), video=np.array(rel), **extra)
         (work / f"{_work_name(video, root)}.failed.json").unlink(missing_ok=True)
         result.labelled.append(rel)
         result.frames += len(frames)
@@ -218,7 +267,8 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         log.info("%d video(s) still unlabelled (other shards): re-run without --shard when they finish to "
                  "assemble %s", len(pending), out)
         return result
-    result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed)
+    result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed,
+                                  labelling_provenance(model, emb))
     if not cfg.keep_work:
         import shutil
 
@@ -227,7 +277,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
 
 
 def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb, ckpt: Path,
-                     train_state: dict, failed: dict[str, str]) -> Path:
+                     train_state: dict, failed: dict[str, str], labels: dict[str, str] | None = None) -> Path:
     from tqdm import tqdm
 
     from dreamgen.data import DatasetWriter, read_video, video_info
@@ -248,6 +298,7 @@ def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb,
         "videos": str(root.resolve()),
         "num_videos": len(done),
         "failed_videos": failed,
+        "labels": labels or {},
         "episodes": [],
     }
     with DatasetWriter(out, emb, provenance) as writer:
@@ -258,6 +309,7 @@ def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb,
             if len(frames) != len(actions):
                 raise VideoError(f"{v}: changed since it was labelled ({len(frames)} frames, {len(actions)} "
                                  f"actions); delete {p} to relabel it")
-            writer.add_episode(frames, actions, str(data["task"]))
+            writer.add_episode(frames, actions, str(data["task"]),
+                               state=data["states"] if "states" in data.files else None)
             provenance["episodes"].append(str(data["video"]))
     return out

@@ -25,7 +25,7 @@ from dreamgen.embodiments import Embodiment, get_embodiment
 from dreamgen.errors import DreamgenError, OutputExistsError
 from dreamgen.idm.checkpoint import CHECKPOINT_RE, latest_checkpoint, save_checkpoint
 from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
-from dreamgen.idm.data import IDMEpisode, IDMWindows, action_stats, load_dataset_episodes
+from dreamgen.idm.data import IDMClips, IDMEpisode, IDMWindows, action_stats, load_dataset_episodes
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,24 @@ def resolve_embodiment(cfg: IDMTrainConfig) -> Embodiment:
     return emb
 
 
-def build_model_config(cfg: IDMTrainConfig, emb: Embodiment, action_dim: int) -> IDMConfig:
+def build_model_config(cfg: IDMTrainConfig, emb: Embodiment, action_dim: int, state_dim: int = 0) -> IDMConfig:
     fields_ = dict(cfg.model_config) if isinstance(cfg.model_config, dict) else resolve_model_config(cfg.model_config)
     fields_.setdefault("observation_offsets", list(emb.idm.observation_offsets))
     fields_.setdefault("action_horizon", emb.idm.action_horizon)
     fields_.setdefault("image_size", list(emb.idm_image_size))
     fields_["action_dim"] = action_dim
+    if fields_.get("kind") == "state":
+        fields_["state_dim"] = state_dim
     return IDMConfig.from_dict(fields_)
+
+
+def make_training_set(model_cfg: IDMConfig, episodes: list[IDMEpisode], emb: Embodiment):
+    """Windows (frames at the offsets, action chunk) for a flow IDM; clips with per-frame state for a state IDM."""
+    if model_cfg.kind == "state":
+        norm_state = emb.normalize_state if model_cfg.state_dim else None
+        return IDMClips(episodes, model_cfg.clip_length, norm_state, emb.normalize_action,
+                        stride=max(1, model_cfg.clip_length // 4))
+    return IDMWindows(episodes, model_cfg.observation_offsets, model_cfg.action_horizon, emb.normalize_action)
 
 
 def split_episodes(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
@@ -116,14 +127,15 @@ def split_episodes(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
     return list(range(n - n_val)), list(range(n - n_val, n))
 
 
-def augment_frames(frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_frames(frames: torch.Tensor, generator: torch.Generator | None = None, crop: bool = True) -> torch.Tensor:
     """The reference's augmentations, on uint8 (B, F, H, W, 3): one random 95% crop per sample
-    (the same for all its frames, so motion is preserved) resized back, plus brightness/contrast jitter."""
+    (the same for all its frames, so motion is preserved) resized back, plus brightness/contrast jitter.
+    A state IDM reads absolute positions off the image, so it takes `crop=False` (jitter only)."""
     b, f, h, w, _ = frames.shape
     x = frames.permute(0, 1, 4, 2, 3).float().reshape(b, f * 3, h, w)
     ch, cw = max(1, round(h * 0.95)), max(1, round(w * 0.95))
-    out = torch.empty_like(x)
-    for i in range(b):
+    out = x.clone() if not crop else torch.empty_like(x)
+    for i in range(b if crop else 0):
         y0 = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
         x0 = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
         crop = x[i:i + 1, :, y0:y0 + ch, x0:x0 + cw]
@@ -152,12 +164,12 @@ def validation_loss(model, dataset: IDMWindows, batch_size: int, device, autocas
     idx = np.linspace(0, n - 1, min(n, max_samples)).round().astype(int)
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
+    kwargs = {"generator": gen} if model.config.kind == "flow" else {}
     for i in range(0, len(idx), batch_size):
         items = [dataset[int(j)] for j in idx[i:i + batch_size]]
-        frames = torch.stack([it[0] for it in items]).to(device)
-        actions = torch.stack([it[1] for it in items]).to(device)
+        tensors = [torch.stack([it[k] for it in items]).to(device) for k in range(len(items[0]))]
         with autocast():
-            loss = model(frames, actions, generator=gen)
+            loss = model(*tensors, **kwargs)
         total += float(loss) * len(items)
         count += len(items)
     model.train()
@@ -172,7 +184,7 @@ def _estimate_bytes(dataset_path, image_size) -> int:
 
 def train_idm(cfg: IDMTrainConfig) -> Path:
     """Train an IDM; returns the final checkpoint folder."""
-    from dreamgen.idm.modeling_idm import IDM
+    from dreamgen.idm.checkpoint import build_model
 
     rank, world, local_rank = _dist()
     if cfg.device == "auto":
@@ -223,26 +235,32 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         all_eps = load_dataset_episodes(cfg.dataset_path, emb.video_key, probe_cfg.image_size, preload=preload)
     action_dim = all_eps[0].action.shape[1]
     emb.check_widths(None, action_dim, str(cfg.dataset_path or "episodes"))
+    state_dim = all_eps[0].state.shape[1] if all(ep.state is not None for ep in all_eps) else 0
     train_eps = [all_eps[i] for i in train_ids]
     val_eps = [all_eps[i] for i in val_ids]
     if resume_from is not None:
         from dreamgen.embodiments import load_embodiment_folder
 
         emb = load_embodiment_folder(resume_from / "embodiment")  # the same normalisation as before
-    elif cfg.stats == "dataset" or emb.action_key not in emb.stats:
-        emb = emb.with_stats({**emb.stats, emb.action_key: action_stats(train_eps)})
-    model_cfg = build_model_config(cfg, emb, action_dim)
+    else:
+        if cfg.stats == "dataset" or emb.action_key not in emb.stats:
+            emb = emb.with_stats({**emb.stats, emb.action_key: action_stats(train_eps)})
+        if state_dim and (cfg.stats == "dataset" or emb.state_key not in emb.stats):
+            emb = emb.with_stats({**emb.stats, emb.state_key: action_stats(train_eps, "state")})
+    model_cfg = build_model_config(cfg, emb, action_dim, state_dim)
+    if model_cfg.kind == "state" and not state_dim and emb.action_from_state:
+        raise DreamgenError(f"{cfg.dataset_path}: a state IDM for {emb.name!r} (whose actions follow from its state) "
+                            "needs observation.state in the training data")
     if resume_from is not None:
         saved = json.loads((resume_from / "config.json").read_text())
         saved["encoder_path"] = None
         model_cfg = IDMConfig.from_dict(saved)
-    train_set = IDMWindows(train_eps, model_cfg.observation_offsets, model_cfg.action_horizon, emb.normalize_action)
-    val_set = (IDMWindows(val_eps, model_cfg.observation_offsets, model_cfg.action_horizon, emb.normalize_action)
-               if val_eps else None)
+    train_set = make_training_set(model_cfg, train_eps, emb)
+    val_set = make_training_set(model_cfg, val_eps, emb) if val_eps else None
 
     # ---- model / optimiser ---------------------------------------------------------------------
-    model = IDM(model_cfg)
-    if not cfg.tune_encoder:
+    model = build_model(model_cfg)
+    if not cfg.tune_encoder and model_cfg.kind == "flow":
         model.encoder.requires_grad_(False)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -313,13 +331,13 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
     while step < cfg.max_steps:
         if sampler is not None:
             sampler.set_epoch(epoch)
-        for frames, actions in loader:
+        for frames, *targets in loader:  # flow: (frames, action chunks); state: (frames, targets, mask)
             frames = frames.to(device, non_blocking=True)
             if cfg.augment:  # on the device: cheap on a GPU even for 256x256 frames
-                frames = augment_frames(frames, aug_gen)
-            actions = actions.to(device, non_blocking=True)
+                frames = augment_frames(frames, aug_gen, crop=model_cfg.kind == "flow")
+            targets = [x.to(device, non_blocking=True) for x in targets]
             with autocast():
-                loss = ddp_model(frames, actions)
+                loss = ddp_model(frames, *targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -125,7 +125,14 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
     cfg = PreTrainedConfig.from_pretrained(folder, local_files_only=True)
     cfg.device = device
     cfg.pretrained_path = folder
-    policy = get_policy_class(cfg.type).from_pretrained(folder, config=cfg, local_files_only=True)
+    info_path = folder / "dreamgen_policy.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    if info.get("vision_trunk_layers") not in (None, 4):  # a cut image trunk (vision.py): rebuild, then load
+        from dreamgen.policy.vision import build_truncated
+
+        policy = build_truncated(get_policy_class(cfg.type), cfg, folder, int(info["vision_trunk_layers"]))
+    else:
+        policy = get_policy_class(cfg.type).from_pretrained(folder, config=cfg, local_files_only=True)
     policy.to(device).eval()
     pre, post = load_processors(cfg, folder, device)
     if cfg.type == "groot":
@@ -133,8 +140,6 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
 
         localize_groot_processors(pre, Path(cfg.base_model_path))
     emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
-    info_path = folder / "dreamgen_policy.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     enc = TaskEncoder.from_json(info.get("task_conditioning"))
     feat = cfg.input_features.get(TASK_FEATURE_KEY)
     if enc.enabled and (feat is None or tuple(feat.shape) != (enc.dim,)):

@@ -83,6 +83,8 @@ class PolicyTrainConfig:
     # Decode every video once and train from memory: auto (when the frames fit frame_cache_gb) | on | off.
     frame_cache: str = "auto"
     frame_cache_gb: float = 4.0
+    # diffusion only: keep the ResNet image trunk up to layer N (1-3; None/4 = LeRobot's full trunk). See vision.py.
+    vision_trunk_layers: int | None = None
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -330,7 +332,17 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
 
     # ---- policy + processors ------------------------------------------------------------------
-    policy = make_policy(policy_cfg, ds_meta=mix.meta)
+    if cfg.vision_trunk_layers not in (None, 4):
+        from dreamgen.policy.vision import build_truncated, truncate_vision_trunk
+
+        policy_cfg.pretrained_path = None  # a cut trunk cannot load through LeRobot: load its weights below
+        policy = make_policy(policy_cfg, ds_meta=mix.meta)
+        truncate_vision_trunk(policy, cfg.vision_trunk_layers)
+        if ckpt is not None:
+            saved = build_truncated(type(policy), policy.config, ckpt / "pretrained_model", cfg.vision_trunk_layers)
+            policy.load_state_dict(saved.state_dict())
+    else:
+        policy = make_policy(policy_cfg, ds_meta=mix.meta)
     if ckpt is not None:
         from dreamgen.policy.checkpoint import load_processors
 
@@ -532,6 +544,7 @@ def _save(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg: Any, policy: 
         "fps": embodiment.fps,
         "loss": sum(window) / len(window),
         "task_conditioning": (task_encoder or TaskEncoder("none")).to_json(),
+        "vision_trunk_layers": cfg.vision_trunk_layers,
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     _atomic_write_json(pm / POLICY_INFO, info)

@@ -32,6 +32,7 @@ from dreamgen.toyworld.tasks import (
 )
 
 FPS = 10
+IMAGE_SIZE = 96  # default square frame side: a 4 cm cube is ~8 px wide, the grasp radius ~3 px
 MAX_STEP = 0.05  # metres per control step at |action| = 1
 GRIPPER_SPEED = 1 / 3  # closure change per step: closing takes 3 steps
 STATE_NAMES = ["ee_x", "ee_y", "ee_z", "gripper"]
@@ -61,7 +62,7 @@ class ToyWorldEnv(gym.Env):
         self,
         behavior: str = "pick_place",
         env: str = "default",
-        image_size: int | tuple[int, int] = 64,
+        image_size: int | tuple[int, int] = IMAGE_SIZE,
         arm_style: str = "default",
         max_episode_steps: int | None = None,
         terminate_on_success: bool = True,
@@ -276,7 +277,7 @@ class ToyWorldEnv(gym.Env):
 
 
 def render_initial_frame(
-    behavior: str, env: str = "default", seed: int = 0, size: int | tuple[int, int] = 64, arm_style: str = "default"
+    behavior: str, env: str = "default", seed: int = 0, size: int | tuple[int, int] = IMAGE_SIZE, arm_style: str = "default"
 ) -> tuple[np.ndarray, str]:
     """The first camera frame of episode (behavior, env, seed) and its instruction, without running the expert.
 

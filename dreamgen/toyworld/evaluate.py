@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dreamgen.intervals import wilson_interval  # noqa: F401  (re-exported by dreamgen.toyworld)
-from dreamgen.toyworld.env import ToyWorldEnv
+from dreamgen.toyworld.env import IMAGE_SIZE, ToyWorldEnv
 from dreamgen.toyworld.scene import ENVIRONMENTS
 from dreamgen.toyworld.tasks import BEHAVIORS, check_name
 
@@ -31,7 +31,7 @@ def evaluate(
     seed: int = 0,
     out_dir: str | Path | None = None,
     save_videos: int = 2,
-    image_size: int | tuple[int, int] = 64,
+    image_size: int | tuple[int, int] = IMAGE_SIZE,
     arm_style: str = "default",
     max_steps: int | None = None,
     progress: bool = True,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamgen.toyworld.env import ToyWorldEnv
+from dreamgen.toyworld.env import IMAGE_SIZE, ToyWorldEnv
 
 
-def replay_actions(actions: np.ndarray, behavior: str, env: str, seed: int, image_size: int = 64,
+def replay_actions(actions: np.ndarray, behavior: str, env: str, seed: int, image_size: int = IMAGE_SIZE,
                    arm_style: str = "default") -> bool:
     """Execute `actions` (T, 4), clipped to [-1, 1], from the initial state of (behavior, env, seed)."""
     sim = ToyWorldEnv(behavior=behavior, env=env, image_size=image_size, arm_style=arm_style,
