@@ -60,6 +60,8 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
     sq_idm, sq_base, ab_idm, ab_base, n = 0.0, 0.0, 0.0, 0.0, 0
     per_dim = np.zeros(model.config.action_dim)
     state_err: list[np.ndarray] = []
+    grip_dims = [d for r in emb.action_from_state if r.kind == "sign_of_change" for d in range(*r.action)]
+    grip_hits, grip_n = 0, 0
     for ep in episodes:
         frames = ep.frames if ep.frames is not None else ep.get_frames(range(ep.length))
         if len(frames) < model.config.window:
@@ -79,6 +81,9 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
         ab_base += float(np.abs(b - gt).sum())
         per_dim += ((p - gt) ** 2).sum(0)
         n += len(gt)
+        if grip_dims:  # gripper commands: does the label's sign agree with the real command's?
+            grip_hits += int((np.sign(pred[:, grip_dims]) == np.sign(ep.action[:, grip_dims])).sum())
+            grip_n += len(gt) * len(grip_dims)
     if n == 0:
         raise DreamgenError("no episode is long enough to evaluate")
     d = model.config.action_dim
@@ -88,6 +93,8 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
         "per_dim_mse": (per_dim / n).tolist(), "frames": n, "episodes": len(episodes),
     }
     res["mse_ratio"] = res["idm_mse"] / max(res["baseline_mse"], 1e-12)
+    if grip_n:
+        res["grip_accuracy"] = grip_hits / grip_n
     if state_err:  # per-dimension mean absolute state error, raw units (ToyWorld: metres and closure)
         err = np.concatenate(state_err)
         res["state_mae"] = err.mean(0).tolist()
@@ -124,5 +131,9 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
         pred, _ = label_video(model, emb, ep.frames, 64, num_inference_steps, seed, dev, autocast)
         idm_ok += replay_actions(pred, info["behavior"], info["env"], info["seed"])
         expert_ok += replay_actions(ep.action, info["behavior"], info["env"], info["seed"])
+    from dreamgen.intervals import wilson_interval
+
     n = len(eps)
-    return {"episodes": n, "idm_replay_success": idm_ok / max(n, 1), "expert_replay_success": expert_ok / max(n, 1)}
+    return {"episodes": n, "idm_replay_success": idm_ok / max(n, 1),
+            "idm_replay_ci95": list(wilson_interval(idm_ok, n)) if n else None,
+            "expert_replay_success": expert_ok / max(n, 1)}
