@@ -69,7 +69,7 @@ class Embodiment:
         for part in ("state", "action"):
             if part not in self.modality:
                 raise EmbodimentError(f"{self.source}: modality has no {part!r} section")
-            _check_groups(self.modality[part], f"{self.source}: modality.{part}")
+            check_groups(self.modality[part], f"{self.source}: modality.{part}")
         if self.fps <= 0:
             raise EmbodimentError(f"{self.source}: fps must be positive, got {self.fps}")
 
@@ -167,7 +167,7 @@ class Embodiment:
             raise EmbodimentError(f"{source}: {exc}") from exc
 
 
-def _check_groups(groups: Any, where: str) -> None:
+def check_groups(groups: Any, where: str) -> None:
     if not isinstance(groups, dict):
         raise EmbodimentError(f"{where} must be a mapping of group name -> {{start, end}}")
     for name, g in groups.items():
@@ -175,6 +175,11 @@ def _check_groups(groups: Any, where: str) -> None:
             raise EmbodimentError(f"{where}.{name} needs integer 'start' and 'end'")
         if not (isinstance(g["start"], int) and isinstance(g["end"], int) and 0 <= g["start"] < g["end"]):
             raise EmbodimentError(f"{where}.{name}: need 0 <= start < end, got {g['start']}..{g['end']}")
+    spans = sorted((g["start"], g["end"], name) for name, g in groups.items())
+    for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:], strict=False):
+        if s1 < e0:
+            raise EmbodimentError(f"{where}: groups {n0!r} ({s0}..{e0}) and {n1!r} ({s1}..{e1}) overlap; each "
+                                  "index belongs to one group")
 
 
 def _atomic_write(path: Path, text: str) -> None:
