@@ -55,11 +55,12 @@ def first_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 def check_job(folder: str | Path, job: str, settings: dict[str, Any], *, overwrite: bool = False,
               clear: Callable[[], None] | None = None, has_results: bool | None = None,
-              name: str = JOB_FILE) -> bool:
+              name: str = JOB_FILE, record: bool = True) -> bool:
     """Apply the resume rule to `folder`; returns True when earlier results may be reused.
 
     has_results: whether the folder already holds results made without a job record (older runs);
-    those cannot be vouched for, so they are refused like a mismatch unless `overwrite`."""
+    those cannot be vouched for, so they are refused like a mismatch unless `overwrite`.
+    record=False only checks (nothing is cleared or written): for jobs that load a model first."""
     folder = Path(folder)
     settings = _norm(settings)
     old = None if overwrite else read_job(folder, name)
@@ -77,6 +78,8 @@ def check_job(folder: str | Path, job: str, settings: dict[str, Any], *, overwri
     if old is None and has_results and not overwrite:
         raise ResumeMismatchError(f"{folder}: holds results with no record of the settings that made them; "
                                   "pass --overwrite to start fresh or choose another folder")
+    if not record:
+        return False
     if overwrite and clear is not None:
         clear()
     atomic_write_json(job_settings_path(folder, name), {"job": job, "settings": settings})

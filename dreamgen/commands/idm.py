@@ -20,16 +20,33 @@ def _train_job(dataset_path: Path, output_dir: Path, resume: bool, overwrite: bo
     """The resume rule for idm-train: --resume continues only a run made from the same data and model."""
     import shutil
 
-    from dreamgen.idm.checkpoint import CHECKPOINT_RE
-    from dreamgen.jobs import check_job
+    from dreamgen.idm.checkpoint import CHECKPOINT_RE, latest_checkpoint
+    from dreamgen.jobs import check_job, read_job
 
     ckpts = [p for p in output_dir.iterdir() if CHECKPOINT_RE.match(p.name)] if output_dir.is_dir() else []
     settings = {"dataset_path": str(dataset_path.resolve()), **settings}
+    if resume and ckpts and read_job(output_dir) is None:  # a run from before job records: its checkpoint says
+        old = _settings_of_checkpoint(latest_checkpoint(output_dir), settings)
+        if old is not None:
+            check_job(output_dir, "idm-train", old, overwrite=True)
     if resume and not overwrite:
         check_job(output_dir, "idm-train", settings, has_results=bool(ckpts))
     elif overwrite or not ckpts:  # with checkpoints and neither flag, train_idm refuses the folder
         check_job(output_dir, "idm-train", settings, overwrite=True,
                   clear=lambda: [shutil.rmtree(p) for p in ckpts])
+
+
+def _settings_of_checkpoint(ckpt: Path | None, keys: dict) -> dict | None:
+    """The job settings an older run (without a job record) wrote into its checkpoint's train_state.json."""
+    try:
+        cfg = json.loads((ckpt / "train_state.json").read_text()).get("train_config") or {}
+    except (TypeError, OSError, json.JSONDecodeError, AttributeError):
+        return None
+    if not cfg.get("dataset_path"):
+        return None
+    old = {k: cfg.get(k) for k in keys}
+    old["dataset_path"] = str(Path(cfg["dataset_path"]).resolve())
+    return old
 
 
 def convert_cmd(

@@ -193,8 +193,8 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     k, n = job_shard(cfg.shard)
     jobs = [(i, it) for i, it in jobs if i % n == k]
     out = Path(cfg.output_dir)
-    check_generate_job(cfg, items, out)
-    todo = [(i, it) for i, it in jobs if not _done(out, i, it.instruction)]
+    check_generate_job(cfg, items, out, record=False)  # refuse other settings before loading a model
+    todo = [(i, it) for i, it in jobs if cfg.overwrite or not _done(out, i, it.instruction)]
     log.info("shard %d/%d: %d jobs, %d already done", k, n, len(jobs), len(jobs) - len(todo))
     if not todo:
         return []
@@ -221,7 +221,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     steps = cfg.num_steps or preset.num_inference_steps
     guidance = preset.guidance_scale if cfg.guidance is None else cfg.guidance
     prefix = cfg.prompt_prefix if cfg.prompt_prefix is not None else meta.get("prompt_prefix", "")
-    out.mkdir(parents=True, exist_ok=True)
+    check_generate_job(cfg, items, out)  # records the settings (on --overwrite: after clearing old dreams)
     written: list[Path] = []
     warned: set[tuple[int, int]] = set()
     t0 = time.time()
@@ -252,14 +252,14 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     return written
 
 
-def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path) -> None:
+def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path, record: bool = True) -> None:
     """The resume rule: dreams already in `out` are reused only when made with these settings."""
     model = Path(cfg.model).resolve() if Path(cfg.model).exists() else cfg.model
     settings = {"model": str(model), **{k: getattr(cfg, k) for k in JOB_SETTINGS},
                 "inputs": [[str(Path(it.image).resolve()), it.instruction] for it in items]}
     has_results = out.is_dir() and any(_DREAM_FILE.match(p.name) for p in out.iterdir())
     check_job(out, "generate", settings, overwrite=cfg.overwrite, has_results=has_results,
-              clear=lambda: _clear_dreams(out))
+              clear=lambda: _clear_dreams(out), record=record)
 
 
 _DREAM_FILE = re.compile(r"^\d+_.+\.(mp4|json)$")
