@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,22 +40,48 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_PARTIAL_PID = re.compile(r"\.partial-(\d+)$|\.(\d+)\.partial")
+
+
+def _owner(name: str) -> int | None:
+    m = _PARTIAL_PID.search(name)
+    return int(m.group(1) or m.group(2)) if m else None
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
 def clean_stale_partials(final: str | Path) -> list[Path]:
-    """Remove `.<name>.partial*` siblings of `final` left by writers that are no longer running."""
+    """Remove the hidden partial siblings of `final` (`.<name>.partial-<pid>`, `.<name>.<pid>.partial`)
+    left by writers that are no longer running."""
     final = Path(final)
-    parent = final.parent
-    if not parent.is_dir():
+    if not final.parent.is_dir():
         return []
     removed = []
-    for p in parent.glob(f".{final.name}.partial*"):
-        pid = p.name.rsplit("-", 1)[-1].split(".")[0]
-        if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+    for p in final.parent.glob(f".{final.name}.*partial*"):
+        pid = _owner(p.name)
+        if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
             continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        _remove(p)
         removed.append(p)
+    return removed
+
+
+def clean_stale_partials_in(folder: str | Path) -> list[Path]:
+    """Remove every hidden partial file or folder in `folder` whose writer (by pid) is dead."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.glob(".*partial*"):
+        pid = _owner(p.name)
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            _remove(p)
+            removed.append(p)
     return removed
 
 

@@ -312,6 +312,11 @@ def test_same_settings_continue_and_overwrite_starts_fresh(w, tmp_path):
     assert code == 0, err
     out = tmp_path / "gen"
     shutil.copytree(w.gen, out)
+    next(out.glob("0_*.mp4")).unlink()  # as if killed while writing it: a rerun finishes it, cleaning up
+    (out / ".0_pick_the_cube.999999.partial.mp4").write_bytes(b"half")
+    cfg = GenerateConfig(model="fake-model", inputs=str(w.inputs), output_dir=str(out))
+    assert len(generate_videos(cfg, backbone=fake_backbone())) == 1
+    assert not list(out.glob(".*partial*"))
     cfg = GenerateConfig(model="fake-model", inputs=str(w.inputs), output_dir=str(out), seed=5, overwrite=True)
     assert len(generate_videos(cfg, backbone=fake_backbone())) == 1
     assert json.loads(next(out.glob("0_*.json")).read_text())["seed"] == 5

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from dreamgen.errors import EmbodimentError
+from dreamgen.io import to_json
 
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 
@@ -144,7 +145,7 @@ class Embodiment:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / "embodiment.yaml", yaml.safe_dump(self.config_dict(), sort_keys=False))
         _atomic_write(folder / "modality.json", json.dumps(self.modality, indent=2))
-        _atomic_write(folder / "stats.json", json.dumps(self.stats, indent=2))
+        _atomic_write(folder / "stats.json", to_json(self.stats, folder / "stats.json", indent=2))  # never NaN
         return folder
 
     def with_stats(self, stats: dict[str, dict[str, list]]) -> Embodiment:
@@ -183,6 +184,6 @@ def check_groups(groups: Any, where: str) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from dreamgen.io import atomic_write_text
+
+    atomic_write_text(path, text)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dreamgen.errors import DreamgenError, OutputExistsError, VideoError, check_number
+from dreamgen.io import clean_stale_partials_in
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     min_len = cfg_m.window
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
     key = _job_key(cfg, ckpt, work)
+    clean_stale_partials_in(work)  # label files a killed run was writing
     (work / "checkpoint.txt").write_text(str(ckpt.resolve()))
     result = ExtractResult(out=None)
     mine = videos[shard_i::shard_n]

@@ -27,7 +27,7 @@ import torch
 
 from dreamgen.data.video import read_video, write_video
 from dreamgen.errors import DreamgenError, VideoError, check_number
-from dreamgen.io import atomic_write_json
+from dreamgen.io import atomic_write_json, clean_stale_partials_in
 from dreamgen.jobs import check_job
 from dreamgen.naming import dream_filename, instruction_to_stem
 from dreamgen.worldmodel.data import fit_frames
@@ -222,6 +222,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     guidance = preset.guidance_scale if cfg.guidance is None else cfg.guidance
     prefix = cfg.prompt_prefix if cfg.prompt_prefix is not None else meta.get("prompt_prefix", "")
     check_generate_job(cfg, items, out)  # records the settings (on --overwrite: after clearing old dreams)
+    clean_stale_partials_in(out)  # half-written videos of a killed run
     written: list[Path] = []
     warned: set[tuple[int, int]] = set()
     t0 = time.time()
