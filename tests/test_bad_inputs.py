@@ -244,6 +244,8 @@ CASES = [
                                                       "--max-steps", "4", "--device", "cpu"],
      "training_state.pt: not a loadable training-state file"),
     ("convert-ro-parent", 4, lambda t, w: ["dataset", "convert", w.g, t / "ro" / "o"], "not writable"),
+    ("idm-eval-episodes-text", 4, lambda t, w: ["idm-eval", "--checkpoint", w.ckpt_a, "--episodes", "0,x"],
+     "--episodes must be comma-separated"),
     ("dataset-missing", 4, lambda t, w: ["dataset", "info", t / "nope"], "dataset folder not found"),
     # 5: loading is safe and offline
     ("gen-bin-weights", 5, lambda t, w: ["generate", bin_world_model(t), w.inputs, t / "o"],

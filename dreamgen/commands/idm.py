@@ -178,7 +178,10 @@ def eval_cmd(
     """Normalised action error of IDM labels vs. ground truth, against predicting the mean action."""
     from dreamgen.idm.evaluate import EvalConfig, evaluate_idm, replay_success
 
-    ids = [int(x) for x in episodes.split(",")] if episodes else None
+    try:
+        ids = [int(x) for x in episodes.split(",")] if episodes else None
+    except ValueError:
+        raise DreamgenError(f"--episodes must be comma-separated episode indices (e.g. 0,3,5), got {episodes!r}") from None
     res = evaluate_idm(EvalConfig(checkpoint, dataset_path, ids, device=device, num_inference_steps=steps))
     if replay:
         from dreamgen.idm.checkpoint import load_idm

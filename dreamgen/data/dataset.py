@@ -406,14 +406,11 @@ def check_v3_files(root: Path, info: dict, video_keys: list[str]) -> None:
     data_path = info.get("data_path", "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet")
     video_path = info.get("video_path", "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")
     wanted = set()
-    for _, row in eps.iterrows():
-        if "data/chunk_index" in row:
-            wanted.add(data_path.format(chunk_index=int(row["data/chunk_index"]),
-                                        file_index=int(row["data/file_index"])))
-        for key in video_keys:
-            if f"videos/{key}/chunk_index" in row and video_path:
-                wanted.add(video_path.format(video_key=key, chunk_index=int(row[f"videos/{key}/chunk_index"]),
-                                             file_index=int(row[f"videos/{key}/file_index"])))
+    for prefix, template, key in [("data", data_path, None)] + [(f"videos/{k}", video_path, k) for k in video_keys]:
+        cols = [f"{prefix}/chunk_index", f"{prefix}/file_index"]
+        if template and all(c in eps.columns for c in cols):
+            for chunk, file in eps[cols].drop_duplicates().itertuples(index=False):
+                wanted.add(template.format(video_key=key, chunk_index=int(chunk), file_index=int(file)))
     for rel in sorted(wanted):
         if not (root / rel).is_file():
             raise DatasetError(f"{root / rel}: missing (listed by {meta / 'episodes'}); a local dataset is never "
