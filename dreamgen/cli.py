@@ -6,6 +6,7 @@ imports (torch, lerobot, diffusers) happen inside the commands so that `--help` 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -26,6 +27,8 @@ COMMAND_MODULES = [
     "dreamgen.commands.bench",
     "dreamgen.commands.demo",
 ]
+
+USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 app = typer.Typer(
     name="dreamgen",
@@ -78,6 +81,11 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # the environment refused (permissions, read-only or full disk): a user error
+        if exc.errno not in USER_ERRNOS:
+            raise
+        typer.echo(f"error: {exc.filename or 'output'}: {exc.strerror}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ their `.summary.json`, and `<out>/summary.json` + `<out>/table.md` for the whole
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamgen.errors import DreamgenError
+from dreamgen.io import atomic_write_json, atomic_write_text
 from dreamgenbench.judges.base import Judge
 from dreamgenbench.prompts import PROMPT_VERSION
 from dreamgenbench.scoring import ScoreSummary, score_videos
@@ -75,6 +75,7 @@ def run_bench(
     zeroshot: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[Cell]:
     pa_judges = pa_judges or []
     if if_judge is None and not pa_judges:
@@ -86,12 +87,13 @@ def run_bench(
         cell_dir = out / _safe(model) / Path(*[_safe(p) for p in split.split("/")])
         if if_judge is not None:
             cell.if_summary = score_videos(folder, if_judge, "if", cell_dir / "if.csv", zeroshot=zeroshot,
-                                           recursive=False, limit=limit, progress=progress)
+                                           recursive=False, limit=limit, progress=progress, overwrite=overwrite)
         names = [_safe(f"{j.kind}-{Path(j.model).name}") for j in pa_judges]
         for i, judge in enumerate(pa_judges):
             name = names[i] if names.count(names[i]) == 1 else f"{names[i]}-{i}"
             cell.pa_summaries.append(score_videos(folder, judge, "pa", cell_dir / f"pa_{name}.csv",
-                                                  recursive=False, limit=limit, progress=progress))
+                                                  recursive=False, limit=limit, progress=progress,
+                                                  overwrite=overwrite))
         cells.append(cell)
     write_report(cells, out)
     return cells
@@ -137,8 +139,5 @@ def write_report(cells: list[Cell], out: Path) -> None:
             for c in cells
         ],
     }
-    for name, text in (("summary.json", json.dumps(data, indent=2) + "\n"),
-                       ("table.md", format_table(cells) + "\n")):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    atomic_write_json(out / "summary.json", data)
+    atomic_write_text(out / "table.md", format_table(cells) + "\n")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dreamgen.errors import DreamgenError, OutputExistsError
+from dreamgen.io import clean_stale_partials
 from dreamgenbench.scoring import read_scores, summary_path
 
 MODES = ("copy", "hardlink", "symlink")
@@ -107,6 +108,7 @@ def filter_dreams(
         raise DreamgenError(f"{len(missing)} scored video(s) no longer exist, e.g. {missing[0]}")
     root = Path(os.path.commonpath([str(Path(d["video_path"]).parent) for d in kept])) if kept else None
 
+    clean_stale_partials(out)  # leftovers of an interrupted run
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -10,7 +10,6 @@ The summary sits beside the CSV as `<csv stem>.summary.json`.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import random
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from dreamgen.data.video import video_info
 from dreamgen.errors import DreamgenError, VideoError
+from dreamgen.io import atomic_write_json
+from dreamgen.jobs import check_job
 from dreamgen.naming import parse_dream_path
 from dreamgenbench.judges.base import Judge, JudgeItemError
 from dreamgenbench.prompts import PROMPT_VERSION, build_prompt, parse_reply
@@ -160,9 +161,31 @@ def _write_rows_atomic(csv_path: Path, rows: list[ScoreRow]) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, data)
+
+
+def check_score_job(output_csv: Path, judge: Judge, task: str, zeroshot: bool, video_dir: str | Path,
+                    overwrite: bool = False) -> None:
+    """The resume rule for a score CSV: its rows are reused only for the same judge, model, prompt and
+    folder; otherwise refuse naming the setting, or start the CSV afresh with `overwrite`."""
+    settings = {"task": task, "judge": judge.kind, "model": judge.model, "prompt_version": PROMPT_VERSION,
+                "prompt_style": judge.prompt_style, "zeroshot": bool(zeroshot and task == "if"),
+                "video_dir": str(Path(video_dir).resolve())}
+
+    def clear() -> None:
+        output_csv.unlink(missing_ok=True)
+        summary_path(output_csv).unlink(missing_ok=True)
+
+    # a CSV without a record (written by hand or by an older version) is resumed as before
+    check_job(output_csv.parent, "bench", settings, overwrite=overwrite, clear=clear,
+              name=f".{output_csv.name}.job.json")
+
+
+def check_judgeable(path: Path) -> None:
+    """A video the judge can see as a video: at least 2 frames (a still image is never a success)."""
+    n = video_info(path).num_frames
+    if n < 2:
+        raise VideoError(f"{path}: {n} frame(s); a dream needs at least 2 frames to be judged")
 
 
 def summarize(rows: list[ScoreRow] | dict[str, ScoreRow]) -> tuple[float | None, int, int, int]:
@@ -182,6 +205,7 @@ def score_videos(
     recursive: bool = True,
     limit: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> ScoreSummary:
     """Ask `judge` the IF or PA question about every dream in `video_dir`; append rows to `output_csv`
     (resuming it if present) and write `<csv stem>.summary.json`. Returns the summary."""
@@ -194,6 +218,7 @@ def score_videos(
     if limit is not None:
         dreams = dreams[:limit]
     output_csv.parent.mkdir(parents=True, exist_ok=True)
+    check_score_job(output_csv, judge, task, zeroshot, video_dir, overwrite)
 
     done: dict[str, ScoreRow] = read_scores(output_csv) if output_csv.exists() else {}
     if output_csv.exists():
@@ -211,7 +236,7 @@ def score_videos(
         for dream in tqdm(todo, desc=f"{task.upper()} {judge.kind}", unit="video", disable=not progress):
             question = build_prompt(task, dream.instruction, zeroshot=zeroshot, style=judge.prompt_style)
             try:
-                video_info(dream.path)  # an unreadable file fails here for every judge, VLM or not
+                check_judgeable(dream.path)  # an unreadable or 1-frame file fails here for every judge
                 raw = judge.ask(dream.path, question, task, dream.instruction)
                 value = parse_reply(raw)
                 prediction = FAILED if value is None else str(value)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from dreamgen.commands.checks import at_least, in_range
 from dreamgen.errors import DreamgenError
 
 
@@ -41,18 +42,26 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("auto", "--dtype", help="qwen judge dtype: auto, bfloat16, float32."),
         base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (e.g. vLLM)."),
         api_key: str = typer.Option(None, "--api-key", help="API key (default: OPENAI_API_KEY).", show_default=False),
-        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one API reply."),
-        max_retries: int = typer.Option(3, "--max-retries", help="API retries per video (timeouts, 429, 5xx)."),
+        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one API reply.",
+                                     callback=in_range(0, 3600, lo_open=True)),
+        max_retries: int = typer.Option(3, "--max-retries", help="API retries per video (timeouts, 429, 5xx).",
+                                         callback=in_range(0, 100)),
         seed: int = typer.Option(0, "--seed"),
-        max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Reply length cap (the reference uses 4)."),
-        limit: int = typer.Option(None, "--limit", help="Score only the first N videos of each folder."),
+        max_new_tokens: int = typer.Option(4, "--max-new-tokens", help="Reply length cap (the reference uses 4).",
+                                            callback=at_least(1)),
+        limit: int = typer.Option(None, "--limit", help="Score only the first N videos of each folder.",
+                                 callback=at_least(1)),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Rescore from scratch where --out holds scores "
+                                       "made with another judge, model or prompt (a rerun otherwise refuses)."),
     ) -> None:
         """Score dreams with DreamGenBench (IF and/or PA) and print a model x split table.
 
         CSVs are appended per video: an interrupted run resumes where it stopped."""
+        from dreamgen.io import check_output_location
         from dreamgenbench.bench import format_table, run_bench
         from dreamgenbench.scoring import set_seed
 
+        check_output_location(out, "--out", {f"VIDEO_DIRS[{i}]": d for i, d in enumerate(video_dirs)})
         if not do_if and not do_pa:
             do_if = do_pa = True
         set_seed(seed)
@@ -65,7 +74,8 @@ def register(app: typer.Typer) -> None:
                 kind, _, name = spec.partition(":")
                 pa_judges.append(main if (kind, name or None) == (judge, model) else _judge(kind, name or None, **opts))
             pa_judges = pa_judges or [main]
-        cells = run_bench(video_dirs, out, main if do_if else None, pa_judges, zeroshot=zeroshot, limit=limit)
+        cells = run_bench(video_dirs, out, main if do_if else None, pa_judges, zeroshot=zeroshot, limit=limit,
+                          overwrite=overwrite)
         typer.echo(format_table(cells))
         typer.echo(f"results: {out}/summary.json, {out}/table.md")
 
@@ -75,8 +85,9 @@ def register(app: typer.Typer) -> None:
                                           "summary.json says task pa counts as PA)."),
         pa_scores: list[Path] = typer.Option(None, "--pa-scores", help="PA score CSV(s); averaged per video."),
         min_if: float = typer.Option(None, "--min-if", help="Keep dreams with IF >= this (default 1 when "
-                                     "neither threshold is given)."),
-        min_pa: float = typer.Option(None, "--min-pa", help="Also require mean PA >= this."),
+                                     "neither threshold is given).", callback=in_range(0, 1)),
+        min_pa: float = typer.Option(None, "--min-pa", help="Also require mean PA >= this.",
+                                     callback=in_range(0, 1)),
         out: Path = typer.Option(..., "--out", help="New folder for the kept dreams + manifest.json."),
         mode: str = typer.Option("copy", "--mode", help="copy, hardlink or symlink."),
     ) -> None:

@@ -37,11 +37,13 @@ def convert_cmd(
     src: Path = typer.Argument(..., help="GR00T-flavoured LeRobot v2.0/v2.1 dataset."),
     dst: Path = typer.Argument(..., help="New LeRobot v3 dataset folder (must not exist)."),
     embodiment: str = typer.Option(None, "--embodiment", help="Layout to use if the source has no modality.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
 ) -> None:
-    """Convert a GR00T v2.x dataset to LeRobot v3, keeping meta/modality.json."""
+    """Convert a GR00T v2.x dataset to LeRobot v3, keeping meta/modality.json. A rerun with the same
+    settings finds the finished output and does nothing; an interrupted one starts cleanly."""
     from dreamgen.data import convert_v2_to_v3
 
-    out = convert_v2_to_v3(src, dst, embodiment)
+    out = convert_v2_to_v3(src, dst, embodiment, overwrite=overwrite)
     typer.echo(f"wrote {out}")
 
 

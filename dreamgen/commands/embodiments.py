@@ -42,22 +42,22 @@ def stats_cmd(
     out: Path = typer.Option(None, "--out", help="Where to write stats.json (default: print it)."),
 ) -> None:
     """Compute normalisation statistics (GR00T stats.json form) from a dataset."""
-    from dreamgen.data import compute_stats, open_dataset
+    from dreamgen.data import compute_stats, open_dataset, require_episodes
     from dreamgen.embodiments import get_embodiment
     from dreamgen.errors import OutputExistsError
+    from dreamgen.io import atomic_write_text, to_json
 
     emb = get_embodiment(embodiment, dataset=dataset)
     ds = open_dataset(dataset)
     emb.check_widths(ds.state_dim, ds.action_dim, str(dataset))
-    text = json.dumps(compute_stats(ds), indent=2)
+    require_episodes(ds, "--dataset")  # names the file, episode and column of any NaN/inf
+    text = to_json(compute_stats(ds), out or dataset, indent=2)
     if out is None:
         typer.echo(text)
         return
     if out.exists():
         raise OutputExistsError(f"{out}: already exists; not overwriting")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_write_text(out, text)
     typer.echo(f"wrote {out}")
 
 

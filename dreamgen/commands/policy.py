@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from dreamgen.errors import DreamgenError
+from dreamgen.commands.checks import at_least
+from dreamgen.errors import DreamgenError, check_number
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "policy"
 
@@ -29,6 +30,26 @@ def load_preset(spec: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DreamgenError(f"{p}: expected a mapping of finetune-policy settings")
     return data
+
+
+# (setting, smallest value): presets and flags alike are checked before any work
+_POLICY_MINIMA = {"steps": 1, "batch_size": 1, "num_workers": 0, "save_freq": 1, "log_freq": 1, "task_dim": 1}
+
+
+def _check_numbers(settings: dict[str, Any]) -> None:
+    for key, lo in _POLICY_MINIMA.items():
+        check_number(f"--{key.replace('_', '-')}", settings.get(key), lo)
+    check_number("--frame-cache-gb", settings.get("frame_cache_gb"), 0, lo_open=True)
+
+
+def _check_datasets(specs: list, out: Path) -> None:
+    """Each dataset opens locally, has episodes and finite numbers; the run folder is not inside one."""
+    from dreamgen.data import open_dataset, require_episodes
+    from dreamgen.io import check_output_location
+
+    for spec in specs:
+        require_episodes(open_dataset(spec.path), "--dataset")
+        check_output_location(out, "--out", {"--dataset": spec.path})
 
 
 def finetune_cmd(
@@ -89,6 +110,7 @@ def finetune_cmd(
         "frame_cache": frame_cache, "frame_cache_gb": frame_cache_gb,
     }
     settings.update({k: v for k, v in cli.items() if v is not None})
+    _check_numbers(settings)
     if no_state:
         settings["use_state"] = False
     specs = [parse_dataset_spec(d) for d in (dataset or settings.pop("datasets", None) or [])]
@@ -100,6 +122,7 @@ def finetune_cmd(
     unknown = set(settings) - known
     if unknown:
         raise DreamgenError(f"{config}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    _check_datasets(specs, out)
     cfg = PolicyTrainConfig(
         datasets=specs, output_dir=out, resume=resume, lerobot_args=preset_args + extra,
         command=shlex.join(["dreamgen", *sys.argv[1:]]), **settings,
@@ -113,11 +136,12 @@ def eval_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="Folder for results and rollout videos."),
     behavior: list[str] = typer.Option(None, "--behavior", "-b", help="ToyWorld behavior(s) (default: all)."),
     env: list[str] = typer.Option(None, "--env", help="ToyWorld environment(s) (default: all)."),
-    episodes: int = typer.Option(None, "--episodes", "-n", help="Episodes per behavior x environment."),
+    episodes: int = typer.Option(None, "--episodes", "-n", help="Episodes per behavior x environment.",
+                                 callback=at_least(1)),
     seed: int = typer.Option(None, "--seed", help="Episode seed base (default 1000: layouts unlike the demos', "
                                                   "which `toyworld collect` records from seed 0)."),
     device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)."),
-    videos: int = typer.Option(None, "--videos", help="Rollout videos to save per cell."),
+    videos: int = typer.Option(None, "--videos", help="Rollout videos to save per cell.", callback=at_least(0)),
 ) -> None:
     """Closed-loop success of a LeRobot checkpoint in ToyWorld, per behavior/environment with 95% CIs."""
     from dreamgen.policy.eval import eval_policy

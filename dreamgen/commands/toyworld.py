@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dreamgen.commands.checks import at_least, in_range
+
 # = dreamgen.toyworld.env.IMAGE_SIZE, written out so that `--help` does not import MuJoCo (a test checks they agree)
 IMAGE_SIZE = 96
 
@@ -53,9 +55,11 @@ def collect_cmd(
     out: Path = typer.Option(..., "--out", help="New LeRobot v3 dataset folder (must not exist)."),
     behaviors: list[str] = typer.Option(["pick_place"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
     envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
-    episodes: int = typer.Option(50, "--episodes", help="Episodes in total, round-robin over behavior x env."),
+    episodes: int = typer.Option(50, "--episodes", help="Episodes in total, round-robin over behavior x env.",
+                                 callback=at_least(1)),
     seed: int = typer.Option(0, "--seed"),
-    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels.",
+                                   callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style", help="default | blue_box | floating."),
     embodiment: str = typer.Option("toyworld", "--embodiment", help="Embodiment written into the dataset."),
 ) -> None:
@@ -73,13 +77,16 @@ def eval_cmd(
     policy: str = typer.Option(..., "--policy", help="'expert', 'random', or a checkpoint a registered loader reads."),
     behaviors: list[str] = typer.Option(["pick_place"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
     envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
-    episodes: int = typer.Option(20, "--episodes", help="Episodes per (behavior, env)."),
+    episodes: int = typer.Option(20, "--episodes", help="Episodes per (behavior, env).", callback=at_least(1)),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(None, "--out", help="Folder for results.json and rollout videos."),
-    save_videos: int = typer.Option(2, "--save-videos", help="Rollout mp4s saved per (behavior, env)."),
-    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
+    save_videos: int = typer.Option(2, "--save-videos", help="Rollout mp4s saved per (behavior, env).",
+                                    callback=at_least(0)),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels.",
+                                   callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style"),
-    max_steps: int = typer.Option(None, "--max-steps", help="Override the behaviors' time limits."),
+    max_steps: int = typer.Option(None, "--max-steps", help="Override the behaviors' time limits.",
+                                  callback=at_least(1)),
 ) -> None:
     """Closed-loop success rate per behavior/env with Wilson 95% confidence intervals."""
     from dreamgen.toyworld.evaluate import evaluate, format_report
@@ -114,7 +121,8 @@ def frame_cmd(
     behavior: str = typer.Option("pick_place", "--behavior"),
     env: str = typer.Option("default", "--env"),
     seed: int = typer.Option(0, "--seed"),
-    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels."),
+    image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels.",
+                                   callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style"),
 ) -> None:
     """Render the first frame of an episode (what a world model dreams from) and print its instruction."""

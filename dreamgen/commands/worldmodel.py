@@ -8,17 +8,11 @@ from pathlib import Path
 
 import typer
 
-from dreamgen.errors import DreamgenError
+from dreamgen.commands.checks import at_least, in_range, parse_shard, parse_size
 
 
-def _size(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(x) for x in text.lower().replace("x", ",").split(","))
-    except ValueError:
-        raise DreamgenError(f"--resolution must look like HxW (e.g. 432x768), got {text!r}") from None
-    return [h, w]
+def _size(text: str | None, flag: str = "--resolution") -> list[int] | None:
+    return parse_size(text, flag)
 
 
 def finetune_wm_cmd(
@@ -33,31 +27,35 @@ def finetune_wm_cmd(
     init: str = typer.Option("pretrained", "--init", help="pretrained | scratch (scratch trains every "
                              "component, autoencoder included; needs --mode full)."),
     pretrained: str = typer.Option(None, "--pretrained", help="Local diffusers checkpoint folder."),
-    lora_rank: int = typer.Option(None, "--lora-rank"),
-    lora_alpha: int = typer.Option(None, "--lora-alpha"),
+    lora_rank: int = typer.Option(None, "--lora-rank", callback=at_least(1)),
+    lora_alpha: int = typer.Option(None, "--lora-alpha", callback=at_least(1)),
     lora_targets: str = typer.Option(None, "--lora-targets", help="Comma-separated module names "
                                      "(default: attention q/k/v/out and MLP projections)."),
-    steps: int = typer.Option(None, "--steps", help="Transformer training steps."),
-    vae_steps: int = typer.Option(None, "--vae-steps", help="Autoencoder steps (scratch only)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Clips per step per GPU."),
-    lr: float = typer.Option(None, "--lr"),
-    grad_accum: int = typer.Option(1, "--grad-accum"),
-    num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip (4k+1)."),
+    steps: int = typer.Option(None, "--steps", help="Transformer training steps.", callback=at_least(1)),
+    vae_steps: int = typer.Option(None, "--vae-steps", help="Autoencoder steps (scratch only).",
+                                callback=at_least(1)),
+    batch_size: int = typer.Option(None, "--batch-size", help="Clips per step per GPU.", callback=at_least(1)),
+    lr: float = typer.Option(None, "--lr", callback=in_range(0, 1, lo_open=True)),
+    grad_accum: int = typer.Option(1, "--grad-accum", callback=at_least(1)),
+    num_frames: int = typer.Option(None, "--num-frames", help="Frames per clip (4k+1).", callback=at_least(1)),
     resolution: str = typer.Option(None, "--resolution", help="HxW (multiples of 16)."),
-    frame_stride: int = typer.Option(1, "--frame-stride", help="Take every n-th frame of the source videos."),
+    frame_stride: int = typer.Option(1, "--frame-stride", help="Take every n-th frame of the source videos.",
+                                    callback=at_least(1)),
     video_key: str = typer.Option(None, "--video-key"),
     mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto | bf16 | no."),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                 help="Default: on for GPU."),
-    save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps."),
+    save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps.", callback=at_least(1)),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTPUT_DIR."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda if available)."),
 ) -> None:
     """Fine-tune a video world model on one robot's videos (LoRA or full), or train the toy one from
     scratch. Multi-GPU: `accelerate launch -m dreamgen.cli finetune-wm ...`."""
+    from dreamgen.io import check_output_location
     from dreamgen.worldmodel.finetune import FinetuneConfig, finetune_world_model
 
+    check_output_location(output_dir, "OUTPUT_DIR", {"DATA": data})
     cfg = FinetuneConfig(
         data=str(data), output_dir=str(output_dir), preset=preset, embodiment=embodiment, mode=mode, init=init,
         pretrained=pretrained, lora_rank=lora_rank, lora_alpha=lora_alpha,
@@ -79,13 +77,13 @@ def generate_cmd(
     preset: str = typer.Option(None, "--preset", "-p", help="Preset for a bare diffusers folder."),
     lora: str = typer.Option(None, "--lora", help="Extra LoRA (a finetune-wm folder or .safetensors)."),
     seed: int = typer.Option(0, "--seed", help="Video i uses seed + i."),
-    num_steps: int = typer.Option(None, "--num-steps"),
-    guidance: float = typer.Option(None, "--guidance"),
+    num_steps: int = typer.Option(None, "--num-steps", callback=at_least(1)),
+    guidance: float = typer.Option(None, "--guidance", callback=in_range(0, 100)),
     negative_prompt: str = typer.Option(None, "--negative-prompt"),
-    num_frames: int = typer.Option(None, "--num-frames"),
-    fps: float = typer.Option(None, "--fps"),
+    num_frames: int = typer.Option(None, "--num-frames", callback=at_least(1)),
+    fps: float = typer.Option(None, "--fps", callback=in_range(0, 1000, lo_open=True)),
     resolution: str = typer.Option(None, "--resolution", help="HxW (default: the model's)."),
-    videos_per_prompt: int = typer.Option(1, "--videos-per-prompt"),
+    videos_per_prompt: int = typer.Option(1, "--videos-per-prompt", callback=at_least(1)),
     prompt_prefix: str = typer.Option(None, "--prompt-prefix", help="Default: the model's fine-tuning prefix."),
     shard: str = typer.Option(None, "--shard", help="i/n: this process makes every n-th video (combined with "
                               "torchrun/accelerate ranks)."),
@@ -97,17 +95,22 @@ def generate_cmd(
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer."),
     attention_backend: str = typer.Option(None, "--attention-backend", help="diffusers attention backend, "
                                           "e.g. _native_cudnn, flash."),
-    limit: int = typer.Option(None, "--limit", help="Only the first N videos."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N videos.", callback=at_least(1)),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard dreams made with other settings in "
+                                   "OUTPUT_DIR and start fresh (a rerun otherwise refuses them)."),
 ) -> None:
     """Dream robot videos from (first frame, instruction) pairs."""
+    from dreamgen.io import check_output_location
     from dreamgen.worldmodel.generate import GenerateConfig, generate_videos
 
+    parse_shard(shard)
+    check_output_location(output_dir, "OUTPUT_DIR", {"INPUTS": inputs if inputs.is_dir() else None})
     cfg = GenerateConfig(
         model=model, inputs=str(inputs), output_dir=str(output_dir), preset=preset, lora=lora, seed=seed,
         num_steps=num_steps, guidance=guidance, negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
         resolution=_size(resolution), videos_per_prompt=videos_per_prompt, prompt_prefix=prompt_prefix,
         shard=shard, disable_guardrail=disable_guardrail, device=device, dtype=dtype, fused_cfg=fused_cfg,
-        compile=compile_model, attention_backend=attention_backend, limit=limit,
+        compile=compile_model, attention_backend=attention_backend, limit=limit, overwrite=overwrite,
     )
     written = generate_videos(cfg)
     typer.echo(f"{len(written)} videos written to {output_dir}")

@@ -7,6 +7,7 @@ modality.json (DESIGN §8), so conversion goes through our reader and LeRobot's 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,15 +16,28 @@ from dreamgen.data.dataset import GrootV2Dataset, open_dataset
 from dreamgen.data.writer import DatasetWriter
 from dreamgen.embodiments import Embodiment, get_embodiment
 from dreamgen.errors import DatasetError, EmbodimentError, OutputExistsError
+from dreamgen.io import atomic_write_json, check_output_location
+from dreamgen.jobs import check_job, job_settings_path, read_job
 
 log = logging.getLogger(__name__)
 
 
-def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodiment | None = None) -> Path:
+def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodiment | None = None,
+                     overwrite: bool = False) -> Path:
+    """Convert. A finished output is never touched without `overwrite` (the refusal names the setting
+    that differs, if any); an interrupted run's hidden partial folder is removed by the next run."""
     src, dst = Path(src), Path(dst)
-    if dst.exists():
-        raise OutputExistsError(f"{dst}: output already exists; choose a new path or remove it")
+    settings = {"src": str(src.resolve()), "embodiment": embodiment if not isinstance(embodiment, Embodiment)
+                else embodiment.name}
+    if dst.exists() and not overwrite:
+        if read_job(dst) is not None:
+            check_job(dst, "dataset convert", settings)  # raises, naming the setting, if made otherwise
+            raise OutputExistsError(f"{dst}: already converted from {src} with these settings; nothing to do "
+                                    "(--overwrite redoes it)")
+        raise OutputExistsError(f"{dst}: output already exists; choose a new path, remove it or pass --overwrite")
+    check_output_location(dst, "DST", {"SRC": src})
     ds = open_dataset(src)
+    ds.check_finite()
     if not isinstance(ds, GrootV2Dataset):
         raise DatasetError(f"{src}: is {ds.version}, not a v2.x dataset; nothing to convert")
     if embodiment is None:
@@ -42,6 +56,8 @@ def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodim
         raise DatasetError(f"{src}: no video files found for any video key")
     emb.video_keys = list(ds.video_keys)
     emb.fps = ds.fps
+    if overwrite and dst.exists():
+        shutil.rmtree(dst)
     with DatasetWriter(dst, emb, provenance={"converted_from": str(src), "source_version": ds.version},
                        video_keys=ds.video_keys) as writer:
         for ep in tqdm(ds.episodes(), total=ds.num_episodes, desc="convert", unit="ep"):
@@ -54,4 +70,5 @@ def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodim
         import json
 
         (dst / "meta" / "modality.json").write_text(json.dumps(ds.modality, indent=2))
+    atomic_write_json(job_settings_path(dst), {"job": "dataset convert", "settings": settings})
     return dst

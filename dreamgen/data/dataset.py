@@ -68,6 +68,11 @@ class RobotDataset:
     def episode(self, i: int) -> Episode:
         raise NotImplementedError
 
+    def check_finite(self) -> None:
+        """Raise naming file, episode and column if any state/action value is NaN/inf."""
+        for i in range(self.num_episodes):
+            self.episode(i)  # each reader validates the numbers it reads
+
     def episodes(self) -> Iterator[Episode]:
         for i in range(self.num_episodes):
             yield self.episode(i)
@@ -168,7 +173,46 @@ def read_modality(root: str | Path, required: bool = False) -> dict | None:
     modality = _read_json(path, "modality")
     if not isinstance(modality, dict) or not any(k in modality for k in ("state", "action", "video")):
         raise DatasetError(f"{path}: invalid modality.json, expected 'state'/'action'/'video' sections")
+    from dreamgen.embodiments.embodiment import check_groups
+    from dreamgen.errors import EmbodimentError
+
+    for part in ("state", "action"):
+        if part in modality:
+            try:
+                check_groups(modality[part], f"{path}: {part}")
+            except EmbodimentError as exc:
+                raise DatasetError(str(exc)) from None
     return modality
+
+
+def check_modality_widths(root: Path, modality: dict | None, features: dict) -> None:
+    """Refuse modality.json groups that index past the width of the column they describe."""
+    for part, key in (("state", STATE_KEY), ("action", ACTION_KEY)):
+        width = _width(features.get(key))
+        groups = (modality or {}).get(part) or {}
+        for name, g in groups.items():
+            if width is not None and g["end"] > width:
+                raise DatasetError(f"{root / 'meta' / 'modality.json'}: {part}.{name} indexes {g['start']}..{g['end']} "
+                                   f"but {key} has width {width}")
+
+
+def require_episodes(ds: RobotDataset, flag: str = "dataset") -> RobotDataset:
+    """Refuse a dataset with no episodes, and one whose numbers are not all finite, before training."""
+    if ds.num_episodes == 0 or ds.num_frames == 0:
+        raise DatasetError(f"{flag} {ds.root}: dataset has no episodes (nothing to train on)")
+    ds.check_finite()
+    return ds
+
+
+def check_finite_column(values: np.ndarray, where: str, key: str, episodes: np.ndarray | None = None) -> None:
+    """Raise naming the file, episode and column of the first NaN/inf value."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    row = int(np.argwhere(bad)[0][0])
+    ep = f" episode {int(episodes[row])}," if episodes is not None else ""
+    raise DatasetError(f"{where}:{ep} column {key!r} has NaN/inf (row {row}; {int(bad.any(axis=-1).sum())} "
+                       "row(s) in all); fix or drop them before using this dataset")
 
 
 def open_dataset(root: str | Path) -> RobotDataset:
@@ -193,6 +237,7 @@ class GrootV2Dataset(RobotDataset):
         self.robot_type = info.get("robot_type")
         self.features = info["features"]
         self.modality = read_modality(root)
+        check_modality_widths(root, self.modality, self.features)
         self.chunks_size = int(info.get("chunks_size", 1000))
         self.data_path = info.get("data_path", "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet")
         self.video_path = info.get(
@@ -233,12 +278,13 @@ class GrootV2Dataset(RobotDataset):
         task = _first_task(meta)
         if "task_index" in df and len(df) and int(df["task_index"].iloc[0]) in self._task_text:
             task = self._task_text[int(df["task_index"].iloc[0])]
+        where = f"{path}: episode {ep_index}"
         return Episode(
             index=ep_index,
             length=len(df),
             task=task,
-            state=_stack(df, STATE_KEY),
-            action=_stack(df, ACTION_KEY),
+            state=_stack(df, STATE_KEY, where),
+            action=_stack(df, ACTION_KEY, where),
             video_paths={k: self._video_file(ep_index, k) for k in self.video_keys},
             default_key=self.video_keys[0] if self.video_keys else None,
         )
@@ -249,10 +295,15 @@ def _first_task(meta: dict) -> str:
     return tasks[0] if isinstance(tasks, list) else str(tasks)
 
 
-def _stack(df: pd.DataFrame, key: str) -> np.ndarray | None:
+def _stack(df: pd.DataFrame, key: str, where: str = "dataset") -> np.ndarray | None:
     if key not in df:
         return None
-    return np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in df[key].to_numpy()])
+    try:
+        values = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in df[key].to_numpy()])
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"{where}: column {key!r} is not a numeric vector per row ({exc})") from None
+    check_finite_column(values, where, key)
+    return values
 
 
 class LeRobotV3Dataset(RobotDataset):
@@ -265,8 +316,10 @@ class LeRobotV3Dataset(RobotDataset):
         self.robot_type = info.get("robot_type")
         self.features = info["features"]
         self.modality = read_modality(root)
+        check_modality_widths(root, self.modality, self.features)
         self.video_keys = [k for k, f in self.features.items() if f.get("dtype") == "video"]
         self.num_episodes = int(info.get("total_episodes", 0))
+        check_v3_files(root, info, self.video_keys)
         eps = self._lerobot.meta.episodes
         self.episode_lengths = [int(n) for n in eps["length"]]
         self.tasks = [t[0] if len(t) else "" for t in eps["tasks"]]
@@ -274,8 +327,11 @@ class LeRobotV3Dataset(RobotDataset):
 
     @cached_property
     def _lerobot(self):
+        import os
+
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        os.environ["HF_HUB_OFFLINE"] = "1"  # a local dataset never reaches for the Hub, whatever is missing
         try:
             return LeRobotDataset(repo_id=f"local/{self.root.name}", root=self.root, video_backend="pyav")
         except Exception as exc:  # lerobot raises many kinds for broken folders; name the folder
@@ -288,7 +344,11 @@ class LeRobotV3Dataset(RobotDataset):
         for key in (STATE_KEY, ACTION_KEY):
             if key in hf.column_names:
                 cols[key] = np.asarray(hf.with_format("numpy")[key], dtype=np.float32).reshape(len(hf), -1)
+                check_finite_column(cols[key], str(self.root / "data"), key, cols["episode_index"])
         return cols
+
+    def check_finite(self) -> None:
+        self._columns  # noqa: B018  (validated on load)
 
     def episode(self, i: int) -> Episode:
         if not 0 <= i < self.num_episodes:
@@ -327,3 +387,31 @@ def check_video_files(ds: RobotDataset, max_episodes: int | None = None) -> list
             if n < ep.video_offsets.get(key, 0) + ep.length and ds.version.startswith("v2"):
                 problems.append(f"{path}: {n} frames but episode {ep.index} has {ep.length} rows (truncated?)")
     return problems
+
+
+def check_v3_files(root: Path, info: dict, video_keys: list[str]) -> None:
+    """Every metadata, data and video file a LeRobot v3 dataset lists must be here: LeRobot would
+    otherwise try to download the missing ones from the Hub."""
+    meta = root / "meta"
+    for name in ("tasks.parquet",):
+        if not (meta / name).is_file():
+            raise DatasetError(f"{meta / name}: missing (every LeRobot v3 dataset has it)")
+    ep_files = sorted((meta / "episodes").glob("chunk-*/file-*.parquet"))
+    if not ep_files:
+        raise DatasetError(f"{meta / 'episodes'}: missing episode metadata (meta/episodes/chunk-*/file-*.parquet)")
+    try:
+        eps = pd.concat([pd.read_parquet(f) for f in ep_files])
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise DatasetError(f"{meta / 'episodes'}: unreadable episode metadata ({exc})") from None
+    data_path = info.get("data_path", "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet")
+    video_path = info.get("video_path", "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")
+    wanted = set()
+    for prefix, template, key in [("data", data_path, None)] + [(f"videos/{k}", video_path, k) for k in video_keys]:
+        cols = [f"{prefix}/chunk_index", f"{prefix}/file_index"]
+        if template and all(c in eps.columns for c in cols):
+            for chunk, file in eps[cols].drop_duplicates().itertuples(index=False):
+                wanted.add(template.format(video_key=key, chunk_index=int(chunk), file_index=int(file)))
+    for rel in sorted(wanted):
+        if not (root / rel).is_file():
+            raise DatasetError(f"{root / rel}: missing (listed by {meta / 'episodes'}); a local dataset is never "
+                               "completed from the Hub")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from dreamgen.embodiments import Embodiment
 from dreamgen.errors import DatasetError, OutputExistsError
+from dreamgen.io import clean_stale_partials, partial_path, to_json
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class DatasetWriter:
         self.video_keys = list(video_keys or [embodiment.video_key])
         self.with_state = with_state
         self.vcodec, self.crf, self.pix_fmt, self.gop = vcodec, crf, pix_fmt, gop
-        self.tmp_dir = self.out_dir.with_name(f".{self.out_dir.name}.partial-{os.getpid()}")
+        clean_stale_partials(self.out_dir)  # hidden leftovers of an interrupted writer of this output
+        self.tmp_dir = partial_path(self.out_dir)
         self._ds = None
         self.num_episodes = 0
         self.num_frames = 0
@@ -144,6 +145,8 @@ class DatasetWriter:
             state = np.asarray(state, dtype=np.float32)
             if state.shape[0] != n:
                 raise DatasetError(f"{where}: state has {state.shape[0]} rows, action {n}")
+            if not np.isfinite(state).all():
+                raise DatasetError(f"{where}: observation.state contains NaN/inf")
         if not task or not task.strip():
             raise DatasetError(f"{where}: empty task text")
         if self._ds is None:
@@ -168,7 +171,7 @@ class DatasetWriter:
         meta = self.tmp_dir / "meta"
         (meta / "modality.json").write_text(json.dumps(modality_for(self.embodiment, self.video_keys), indent=2))
         prov = {"embodiment": self.embodiment.name, "command": " ".join(sys.argv), **self.provenance}
-        (meta / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2, default=str))
+        (meta / PROVENANCE_FILE).write_text(to_json(prov, meta / PROVENANCE_FILE, indent=2, default=str))
         shutil.rmtree(self.tmp_dir / "images", ignore_errors=True)  # LeRobot's PNG staging area
         if self.out_dir.exists():
             shutil.rmtree(self.tmp_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from dreamgen.errors import EmbodimentError
+from dreamgen.io import to_json
 
 STAT_NAMES = ("mean", "std", "min", "max", "q01", "q99")
 
@@ -105,7 +106,7 @@ class Embodiment:
         for part in ("state", "action"):
             if part not in self.modality:
                 raise EmbodimentError(f"{self.source}: modality has no {part!r} section")
-            _check_groups(self.modality[part], f"{self.source}: modality.{part}")
+            check_groups(self.modality[part], f"{self.source}: modality.{part}")
         if self.fps <= 0:
             raise EmbodimentError(f"{self.source}: fps must be positive, got {self.fps}")
         for r in self.action_from_state:
@@ -194,7 +195,7 @@ class Embodiment:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / "embodiment.yaml", yaml.safe_dump(self.config_dict(), sort_keys=False))
         _atomic_write(folder / "modality.json", json.dumps(self.modality, indent=2))
-        _atomic_write(folder / "stats.json", json.dumps(self.stats, indent=2))
+        _atomic_write(folder / "stats.json", to_json(self.stats, folder / "stats.json", indent=2))  # never NaN
         return folder
 
     def with_stats(self, stats: dict[str, dict[str, list]]) -> Embodiment:
@@ -217,7 +218,7 @@ class Embodiment:
             raise EmbodimentError(f"{source}: {exc}") from exc
 
 
-def _check_groups(groups: Any, where: str) -> None:
+def check_groups(groups: Any, where: str) -> None:
     if not isinstance(groups, dict):
         raise EmbodimentError(f"{where} must be a mapping of group name -> {{start, end}}")
     for name, g in groups.items():
@@ -225,9 +226,14 @@ def _check_groups(groups: Any, where: str) -> None:
             raise EmbodimentError(f"{where}.{name} needs integer 'start' and 'end'")
         if not (isinstance(g["start"], int) and isinstance(g["end"], int) and 0 <= g["start"] < g["end"]):
             raise EmbodimentError(f"{where}.{name}: need 0 <= start < end, got {g['start']}..{g['end']}")
+    spans = sorted((g["start"], g["end"], name) for name, g in groups.items())
+    for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:], strict=False):
+        if s1 < e0:
+            raise EmbodimentError(f"{where}: groups {n0!r} ({s0}..{e0}) and {n1!r} ({s1}..{e1}) overlap; each "
+                                  "index belongs to one group")
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from dreamgen.io import atomic_write_text
+
+    atomic_write_text(path, text)

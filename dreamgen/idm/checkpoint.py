@@ -12,6 +12,7 @@ Written to a temporary sibling and renamed, so a crash never leaves a folder tha
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import sys
@@ -23,8 +24,10 @@ import torch
 from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
 from dreamgen.idm.configuration_idm import IDMConfig
+from dreamgen.io import check_safetensors, to_json
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, embodiment: Embodiment,
@@ -41,7 +44,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, embodiment: Embo
     model.config.save(tmp / "config.json")
     embodiment.save(tmp / "embodiment")
     state = {"command": " ".join(sys.argv), **(train_state or {})}
-    (tmp / "train_state.json").write_text(json.dumps(state, indent=2, default=str))
+    (tmp / "train_state.json").write_text(to_json(state, folder / "train_state.json", indent=2, default=str))
     if training_state is not None:
         torch.save(training_state, tmp / "training_state.pt")
     if folder.exists():
@@ -102,11 +105,27 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu"):
     config = IDMConfig.from_dict(cfg_dict, source=str(ckpt / "config.json"))
     embodiment = load_embodiment_folder(ckpt / "embodiment")
     model = build_model(config)
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(ckpt / "model.safetensors")).items()}
+    weights = {k: v.float() if v.is_floating_point() else v
+               for k, v in load_file(str(check_safetensors(ckpt / "model.safetensors"))).items()}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise DreamgenError(f"{ckpt}: weights do not match the config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
     state_path = ckpt / "train_state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise DreamgenError(f"{state_path}: invalid JSON ({exc.msg})") from None
+    warn_if_unfinished(ckpt, state)
     return model.to(device).eval(), embodiment, state
+
+
+def warn_if_unfinished(ckpt: Path, state: dict[str, Any]) -> bool:
+    """Warn when a checkpoint comes from a run that had not reached its max_steps (step k of N)."""
+    step = state.get("step")
+    total = (state.get("train_config") or {}).get("max_steps")
+    if isinstance(step, int) and isinstance(total, int) and step < total:
+        log.warning("%s: checkpoint of an unfinished training run (step %d of %d); results may be poor",
+                    ckpt, step, total)
+        return True
+    return False

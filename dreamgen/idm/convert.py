@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dreamgen.errors import DreamgenError, OutputExistsError
+from dreamgen.io import clean_stale_partials
 from dreamgen.naming import instruction_to_stem, parse_dream_path
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def convert_dreams(src: str | Path, dst: str | Path, dry_run: bool = False) -> l
     plan = plan_conversion(src)
     if dry_run:
         return plan
+    clean_stale_partials(dst)  # leftovers of an interrupted run
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamgen.errors import DreamgenError, OutputExistsError, VideoError
+from dreamgen.errors import DreamgenError, OutputExistsError, VideoError, check_number
+from dreamgen.io import clean_stale_partials_in
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class ExtractConfig:
     work_dir: str | Path | None = None
     seed: int = 0
     keep_work: bool = False
+    overwrite: bool = False  # discard labels in the work folder made with other settings
 
 
 @dataclass
@@ -106,9 +108,34 @@ def task_for(video: Path, root: Path) -> str:
         return stem_to_instruction(video.stem)
 
 
-def _work_name(video: Path, root: Path) -> str:
+def _work_name(video: Path, root: Path, key: str = "") -> str:
+    """Cache key of one video's labels: the job's settings key + the video's path and content."""
+    from dreamgen.io import fingerprint
+
     rel = video.relative_to(root).as_posix()
-    return hashlib.sha1(rel.encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{key}|{rel}|{fingerprint(video)}".encode()).hexdigest()[:16]
+
+
+def _job_key(cfg: ExtractConfig, ckpt: Path, work: Path) -> str:
+    """The resume rule: labels in `work` are reused only when made by the same checkpoint (its weights'
+    content, not its path) with the same sampling settings; returns the settings' digest."""
+    import shutil
+
+    from dreamgen.io import fingerprint
+    from dreamgen.jobs import check_job
+
+    settings = {"checkpoint": str(ckpt.resolve()), "checkpoint_weights": fingerprint(ckpt / "model.safetensors"),
+                "steps": cfg.num_inference_steps, "seed": cfg.seed, "precision": cfg.precision,
+                "embodiment": None if cfg.embodiment is None else str(cfg.embodiment),
+                "videos": str(Path(cfg.videos).resolve())}
+
+    def clear() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+
+    has_results = work.is_dir() and any(work.glob("*.npz"))
+    check_job(work, "idm-extract", settings, overwrite=cfg.overwrite, clear=clear, has_results=has_results)
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _device_and_autocast(device: str, precision: str):
@@ -210,6 +237,8 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     shard_i, shard_n = cfg.shard
     if not (shard_n >= 1 and 0 <= shard_i < shard_n):
         raise DreamgenError(f"--shard must be i/n with 0 <= i < n, got {shard_i}/{shard_n}")
+    check_number("--batch-size", cfg.batch_size, 1)
+    check_number("--steps", cfg.num_inference_steps, 1)  # never labels from a 0-step sampler
     root = Path(cfg.videos)
     videos = find_videos(root)
     ckpt = find_checkpoint(cfg.checkpoint)
@@ -225,14 +254,16 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     cfg_m = model.config
     min_len = cfg_m.window
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    key = _job_key(cfg, ckpt, work)
+    clean_stale_partials_in(work)  # label files a killed run was writing
     (work / "checkpoint.txt").write_text(str(ckpt.resolve()))
     result = ExtractResult(out=None)
     mine = videos[shard_i::shard_n]
     t0 = time.time()
     for video in tqdm(mine, desc=f"idm-extract {shard_i}/{shard_n}", dynamic_ncols=True):
         rel = video.relative_to(root).as_posix()
-        done = work / f"{_work_name(video, root)}.npz"
+        name = _work_name(video, root, key)
+        done = work / f"{name}.npz"
         if done.is_file():
             result.skipped_done += 1
             continue
@@ -247,12 +278,11 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         except (VideoError, DreamgenError) as exc:
             result.failed[rel] = str(exc)
             log.warning("skipping %s", exc)
-            (work / f"{_work_name(video, root)}.failed.json").write_text(json.dumps({"video": rel,
-                                                                                     "error": str(exc)}))
+            (work / f"{name}.failed.json").write_text(json.dumps({"video": rel, "error": str(exc)}))
             continue
         extra = {} if states is None else {"states": states}
         _atomic_npz(done, actions=actions, task=np.array(task), video=np.array(rel), **extra)
-        (work / f"{_work_name(video, root)}.failed.json").unlink(missing_ok=True)
+        (work / f"{name}.failed.json").unlink(missing_ok=True)
         result.labelled.append(rel)
         result.frames += len(frames)
     result.seconds = time.time() - t0
@@ -261,13 +291,13 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         info = json.loads(f.read_text())
         result.failed.setdefault(info["video"], info["error"])
 
-    pending = [v for v in videos if not (work / f"{_work_name(v, root)}.npz").is_file()
+    pending = [v for v in videos if not (work / f"{_work_name(v, root, key)}.npz").is_file()
                and v.relative_to(root).as_posix() not in result.failed]
     if pending:
         log.info("%d video(s) still unlabelled (other shards): re-run without --shard when they finish to "
                  "assemble %s", len(pending), out)
         return result
-    result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed,
+    result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed, key,
                                   labelling_provenance(model, emb))
     if not cfg.keep_work:
         import shutil
@@ -277,12 +307,13 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
 
 
 def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb, ckpt: Path,
-                     train_state: dict, failed: dict[str, str], labels: dict[str, str] | None = None) -> Path:
+                     train_state: dict, failed: dict[str, str], key: str = "",
+                     labels: dict[str, str] | None = None) -> Path:
     from tqdm import tqdm
 
     from dreamgen.data import DatasetWriter, read_video, video_info
 
-    done = [(v, work / f"{_work_name(v, root)}.npz") for v in videos]
+    done = [(v, work / f"{_work_name(v, root, key)}.npz") for v in videos]
     done = [(v, p) for v, p in done if p.is_file()]
     if not done:
         raise DreamgenError(f"{root}: no video could be labelled ({len(failed)} failed); nothing written")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamgen.errors import DreamgenError, OutputExistsError, VideoError
+from dreamgen.io import clean_stale_partials
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def preprocess_videos(cfg: PreprocessConfig) -> dict[str, list[str]]:
         raise DreamgenError(f"{src}: no .mp4 videos found")
     if cfg.dry_run:
         return {"written": [v.relative_to(src).as_posix() for v in videos], "failed": []}
+    clean_stale_partials(dst)  # leftovers of an interrupted run
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     written, failed = [], {}

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from dreamgen.embodiments import Embodiment, get_embodiment
-from dreamgen.errors import DreamgenError, OutputExistsError
+from dreamgen.errors import DreamgenError, OutputExistsError, check_finite_loss
 from dreamgen.idm.checkpoint import CHECKPOINT_RE, latest_checkpoint, save_checkpoint
 from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
 from dreamgen.idm.data import IDMClips, IDMEpisode, IDMWindows, action_stats, load_dataset_episodes
+from dreamgen.io import safe_torch_load
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
     if cfg.device == "auto":
         device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     else:
-        device = torch.device(cfg.device if not (cfg.device == "cuda" and world > 1) else f"cuda:{local_rank}")
+        # a bare "cuda" means this process's GPU (torch.cuda.set_device needs an index)
+        device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend)
@@ -277,7 +279,7 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(resume_from / "model.safetensors")))
-        state = torch.load(resume_from / "training_state.pt", map_location="cpu", weights_only=True)
+        state = safe_torch_load(resume_from / "training_state.pt")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
@@ -349,6 +351,7 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
             pbar.update(1)
             if step % cfg.log_steps == 0 or step == cfg.max_steps:
                 mean = float(torch.stack(running).mean())
+                check_finite_loss(mean, step, "idm-train")
                 running = []
                 history.append({"step": step, "loss": mean, "lr": sched.get_last_lr()[0],
                                 "elapsed_s": round(time.time() - t0, 1)})
@@ -359,6 +362,7 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
                 history.append({"step": step, "val_loss": val})
                 log.info("step %d: val loss %.4f", step, val)
             if rank == 0 and (step % cfg.save_steps == 0 or step == cfg.max_steps):
+                check_finite_loss(float(loss.detach()) + (val or 0.0), step, "idm-train")  # nothing NaN is saved
                 last_saved = checkpoint(step, val)
             if step >= cfg.max_steps:
                 break

@@ -16,6 +16,7 @@ from typing import Any
 
 from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
+from dreamgen.io import check_safetensors
 from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,17 @@ def check_policy_folder(folder: Path) -> dict[str, Any]:
         raise DreamgenError(f"{cfg_path}: invalid JSON ({exc.msg})") from None
     if "type" not in cfg:
         raise DreamgenError(f"{cfg_path}: no policy 'type' (is this a raw model rather than a LeRobot policy?)")
-    if not (folder / "model.safetensors").is_file() and not (folder / "adapter_model.safetensors").is_file():
+    weights = [folder / n for n in ("model.safetensors", "adapter_model.safetensors") if (folder / n).is_file()]
+    if not weights:
         raise DreamgenError(f"{folder}: missing model.safetensors (policy weights)")
+    check_safetensors(weights[0])
     for name in (PREPROCESSOR, POSTPROCESSOR):
         if not (folder / name).is_file():
             raise DreamgenError(f"{folder}: missing {name} (the policy's {name.split('_')[1].split('.')[0]})")
-        proc = json.loads((folder / name).read_text())
+        try:
+            proc = json.loads((folder / name).read_text())
+        except json.JSONDecodeError as exc:
+            raise DreamgenError(f"{folder / name}: invalid JSON ({exc.msg})") from None
         for step in proc.get("steps", []):
             state = step.get("state_file")
             if state and not (folder / state).is_file():
@@ -140,6 +146,7 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
 
         localize_groot_processors(pre, Path(cfg.base_model_path))
     emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
+    warn_if_unfinished(folder, info)
     enc = TaskEncoder.from_json(info.get("task_conditioning"))
     feat = cfg.input_features.get(TASK_FEATURE_KEY)
     if enc.enabled and (feat is None or tuple(feat.shape) != (enc.dim,)):
@@ -149,3 +156,16 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
         log.warning("%s: the policy takes %s but dreamgen_policy.json names no task encoder; it will get "
                     "zeros", folder, TASK_FEATURE_KEY)
     return LoadedPolicy(policy, pre, post, folder, emb, info)
+
+
+def warn_if_unfinished(folder: Path, info: dict[str, Any]) -> bool:
+    """Warn when the checkpoint is from a run that stopped before its planned steps (step k of N)."""
+    try:
+        total = json.loads((folder / "train_config.json").read_text()).get("steps")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+    step = info.get("step")
+    if isinstance(step, int) and isinstance(total, int) and step < total:
+        log.warning("%s: checkpoint of an unfinished training run (step %d of %d)", folder, step, total)
+        return True
+    return False

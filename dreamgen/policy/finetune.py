@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dreamgen.embodiments import Embodiment, get_embodiment
-from dreamgen.errors import DatasetError, DreamgenError, OutputExistsError
+from dreamgen.errors import DatasetError, DreamgenError, OutputExistsError, check_finite_loss
 from dreamgen.policy.frame_cache import CachedDataset, should_cache
 from dreamgen.policy.mixing import (
     BOOKKEEPING_KEYS,
@@ -425,6 +425,7 @@ def finetune_policy(cfg: PolicyTrainConfig) -> TrainResult:
             unwrapped.update()
         step += 1
         losses.append(float(loss.detach()))
+        check_finite_loss(losses[-1], step, "finetune-policy")  # never saved as a trained policy
         bar.update(1)
         if main and cfg.log_freq > 0 and step % cfg.log_freq == 0:
             window = losses[-cfg.log_freq:]

@@ -16,6 +16,7 @@ import csv
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ import numpy as np
 import torch
 
 from dreamgen.data.video import read_video, write_video
-from dreamgen.errors import DreamgenError, VideoError
+from dreamgen.errors import DreamgenError, VideoError, check_number
+from dreamgen.io import atomic_write_json, clean_stale_partials_in
+from dreamgen.jobs import check_job
 from dreamgen.naming import dream_filename, instruction_to_stem
 from dreamgen.worldmodel.data import fit_frames
 
@@ -58,6 +61,12 @@ class GenerateConfig:
     compile: bool = False
     attention_backend: str | None = None  # diffusers attention dispatcher name, e.g. "_native_cudnn", "flash"
     limit: int | None = None
+    overwrite: bool = False  # discard earlier dreams in output_dir made with other settings
+
+
+# the settings that decide what a dream looks like (device, dtype, sharding, compile: speed only)
+JOB_SETTINGS = ("preset", "lora", "seed", "num_steps", "guidance", "negative_prompt", "num_frames", "fps",
+                "resolution", "videos_per_prompt", "prompt_prefix", "disable_guardrail")
 
 
 @dataclass
@@ -171,16 +180,21 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     from dreamgen.worldmodel.cosmos2 import make_guardrail
     from dreamgen.worldmodel.loading import load_world_model, resolve_model
 
+    for flag, value in (("--num-steps", cfg.num_steps), ("--num-frames", cfg.num_frames),
+                        ("--videos-per-prompt", cfg.videos_per_prompt), ("--limit", cfg.limit)):
+        check_number(flag, value, 1)  # 0 never silently means "the model's default"
+    check_number("--fps", cfg.fps, 0, lo_open=True)
+    check_number("--guidance", cfg.guidance, 0, 100)
+    check_number("--resolution", cfg.resolution, 1)
     items = read_inputs(cfg.inputs)
-    if cfg.videos_per_prompt < 1:
-        raise DreamgenError("--videos-per-prompt must be >= 1")
     jobs = [(i, items[i // cfg.videos_per_prompt]) for i in range(len(items) * cfg.videos_per_prompt)]
     if cfg.limit is not None:
         jobs = jobs[:cfg.limit]
     k, n = job_shard(cfg.shard)
     jobs = [(i, it) for i, it in jobs if i % n == k]
     out = Path(cfg.output_dir)
-    todo = [(i, it) for i, it in jobs if not _done(out, i, it.instruction)]
+    check_generate_job(cfg, items, out, record=False)  # refuse other settings before loading a model
+    todo = [(i, it) for i, it in jobs if cfg.overwrite or not _done(out, i, it.instruction)]
     log.info("shard %d/%d: %d jobs, %d already done", k, n, len(jobs), len(jobs) - len(todo))
     if not todo:
         return []
@@ -207,7 +221,8 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     steps = cfg.num_steps or preset.num_inference_steps
     guidance = preset.guidance_scale if cfg.guidance is None else cfg.guidance
     prefix = cfg.prompt_prefix if cfg.prompt_prefix is not None else meta.get("prompt_prefix", "")
-    out.mkdir(parents=True, exist_ok=True)
+    check_generate_job(cfg, items, out)  # records the settings (on --overwrite: after clearing old dreams)
+    clean_stale_partials_in(out)  # half-written videos of a killed run
     written: list[Path] = []
     warned: set[tuple[int, int]] = set()
     t0 = time.time()
@@ -232,12 +247,31 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
                    "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
                    else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
                    "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
-        tmp = video_path.with_name(f".{video_path.stem}.json.partial")
-        tmp.write_text(json.dumps(sidecar, indent=2))
-        tmp.replace(video_path.with_suffix(".json"))
+        atomic_write_json(video_path.with_suffix(".json"), sidecar)
         written.append(video_path)
         bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
     return written
+
+
+def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path, record: bool = True) -> None:
+    """The resume rule: dreams already in `out` are reused only when made with these settings."""
+    model = Path(cfg.model).resolve() if Path(cfg.model).exists() else cfg.model
+    settings = {"model": str(model), **{k: getattr(cfg, k) for k in JOB_SETTINGS},
+                "inputs": [[str(Path(it.image).resolve()), it.instruction] for it in items]}
+    has_results = out.is_dir() and any(_DREAM_FILE.match(p.name) for p in out.iterdir())
+    check_job(out, "generate", settings, overwrite=cfg.overwrite, has_results=has_results,
+              clear=lambda: _clear_dreams(out), record=record)
+
+
+_DREAM_FILE = re.compile(r"^\d+_.+\.(mp4|json)$")
+
+
+def _clear_dreams(out: Path) -> None:
+    if not out.is_dir():
+        return
+    for p in out.iterdir():
+        if p.is_file() and (_DREAM_FILE.match(p.name) or (p.name.startswith(".") and ".partial" in p.name)):
+            p.unlink()
 
 
 def _done(out: Path, i: int, instruction: str) -> bool:

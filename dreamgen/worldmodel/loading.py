@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 
 from dreamgen.errors import DreamgenError
+from dreamgen.io import check_safetensors, check_weights_folder
 from dreamgen.worldmodel.backbone import Backbone, backbone_class, read_model_meta
 from dreamgen.worldmodel.config import WorldModelPreset, load_preset
 
@@ -60,6 +61,7 @@ def load_world_model(model: str | Path, preset: str | None = None, lora: str | P
                      guardrail: Any = None, device: str | torch.device = "cpu",
                      torch_dtype: torch.dtype | None = None) -> Backbone:
     p, folder, own_lora = resolve_model(model, preset)
+    check_weights_folder(folder)  # no pickle ever loads; a damaged safetensors file fails with its name
     backbone = backbone_class(p.backbone).load(folder, p, guardrail=guardrail, torch_dtype=torch_dtype)
     for lora_path in (own_lora, lora):
         if lora_path is not None:
@@ -73,7 +75,7 @@ def lora_file(path: str | Path) -> Path:
         path = path / LORA_FILE
     if not path.is_file():
         raise DreamgenError(f"{path}: LoRA weights not found")
-    return path
+    return check_safetensors(path)
 
 
 def check_lora(backbone: Backbone, path: Path) -> None:
