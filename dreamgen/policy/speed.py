@@ -41,12 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     from dreamgen.commands.policy import load_preset
-    from dreamgen.policy.finetune import (
-        PolicyTrainConfig,
-        build_train_config,
-        open_mixture,
-        resolve_embodiment,
-    )
+    from dreamgen.policy.finetune import PolicyTrainConfig
     from dreamgen.policy.mixing import (
         CachedMixedDataset,
         DatasetSpec,
@@ -55,6 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
         passthrough_collate,
     )
     from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, resolve_task_conditioning
+    from dreamgen.policy.train_data import open_mixture
+    from dreamgen.policy.train_setup import build_train_config, resolve_embodiment
 
     preset = load_preset(args.config)
     lerobot_args = list(preset.pop("lerobot_args", [])) + list(args.extra) + unknown
