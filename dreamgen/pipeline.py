@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 
 from dreamgen.errors import DreamgenError
+from dreamgen.presets import load_preset
 
 log = logging.getLogger(__name__)
 
@@ -791,12 +792,7 @@ def _checkpoint_step(run: Path) -> int | None:
 
 
 def _policy_preset(name: str) -> dict[str, Any]:
-    path = Path(name)
-    if not path.is_file():
-        path = Path(__file__).resolve().parent.parent / "configs" / "policy" / f"{name}.yaml"
-    if not path.is_file():
-        raise DreamgenError(f"policy preset {name!r} not found (configs/policy/<name>.yaml or a YAML path)")
-    return yaml.safe_load(path.read_text()) or {}
+    return load_preset("policy", name, "finetune-policy settings")
 
 
 def copy_tree(src: Path, dst: Path) -> None:

@@ -12,23 +12,12 @@ import typer
 
 from dreamgen.errors import DreamgenError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "policy"
-
 
 def load_preset(spec: str) -> dict[str, Any]:
-    """A YAML preset: a file path, or a name under configs/policy/ (e.g. `toyworld_diffusion`)."""
-    import yaml
+    """A YAML preset: a file path, or a name under dreamgen/configs/policy/ (e.g. `toyworld_diffusion`)."""
+    from dreamgen.presets import load_preset as load
 
-    p = Path(spec)
-    if not p.is_file():
-        p = CONFIG_DIR / (spec if spec.endswith((".yaml", ".yml")) else f"{spec}.yaml")
-    if not p.is_file():
-        names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-        raise DreamgenError(f"{spec}: no such policy config file or preset (presets: {', '.join(names) or 'none'})")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise DreamgenError(f"{p}: expected a mapping of finetune-policy settings")
-    return data
+    return load("policy", spec, "finetune-policy settings")
 
 
 def finetune_cmd(
@@ -39,7 +28,7 @@ def finetune_cmd(
         help="LeRobot v3 dataset folder, optionally PATH:WEIGHT (sampling weight, default 1). Repeat to mix; "
              "the first is the real dataset whose layout the others must match."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/<step>/pretrained_model/)."),
-    config: str = typer.Option(None, "--config", "-c", help="YAML preset (file or name in configs/policy/)."),
+    config: str = typer.Option(None, "--config", "-c", help="YAML preset (file or name in dreamgen/configs/policy/)."),
     embodiment: str = typer.Option(None, "--embodiment", "-e", help="Embodiment name/file/folder "
                                    "(default: the real dataset's meta/modality.json)."),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps (default 20000)."),

@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> dict:
     from lerobot.optim.factory import make_optimizer_and_scheduler
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from dreamgen.commands.policy import load_preset
     from dreamgen.policy.finetune import PolicyTrainConfig
     from dreamgen.policy.mixing import (
         CachedMixedDataset,
@@ -52,8 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, resolve_task_conditioning
     from dreamgen.policy.train_data import open_mixture
     from dreamgen.policy.train_setup import build_train_config, resolve_embodiment
+    from dreamgen.presets import load_preset
 
-    preset = load_preset(args.config)
+    preset = load_preset("policy", args.config)
     lerobot_args = list(preset.pop("lerobot_args", [])) + list(args.extra) + unknown
     keep = {k: v for k, v in preset.items() if k in ("policy", "embodiment", "batch_size", "task_conditioning",
                                                      "task_dim", "mixed_precision")}

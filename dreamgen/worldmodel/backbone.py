@@ -72,7 +72,7 @@ class Backbone(ABC):
         return self
 
     def lora_targets(self) -> list[str]:
-        return list(self.preset.lora.get("targets") or [])
+        return list(self.preset.lora.targets or [])
 
     @abstractmethod
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:

@@ -267,10 +267,10 @@ class Cosmos2Backbone(Backbone):
         tr = self.preset.train
         b, _, n_lat, h, w = latents.shape
         dev = latents.device
-        choices = [c for c in tr["cond_latent_frames"] if c < n_lat] or [1]
+        choices = [c for c in tr.cond_latent_frames if c < n_lat] or [1]
         n_cond = choices[int(torch.randint(len(choices), (1,), generator=generator))]
-        sigma = torch.exp(torch.randn(b, generator=generator) * tr["sigma_p_std"] + tr["sigma_p_mean"]).to(dev)
-        if tr["sigma_scale_by_frames"]:
+        sigma = torch.exp(torch.randn(b, generator=generator) * tr.sigma_p_std + tr.sigma_p_mean).to(dev)
+        if tr.sigma_scale_by_frames:
             sigma = sigma * n_lat ** 0.5
         t = (sigma / (1 + sigma)).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)

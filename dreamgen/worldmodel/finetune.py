@@ -95,12 +95,12 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         changes["resolution"] = list(cfg.resolution)
     if cfg.num_frames:
         changes["num_frames"] = cfg.num_frames
-    train = {**preset.train, **changes.pop("train", {})}
+    train = {**asdict(preset.train), **changes.pop("train", {})}
     for key, value in (("steps", cfg.steps), ("vae_steps", cfg.vae_steps), ("batch_size", cfg.batch_size),
                        ("lr", cfg.lr)):
         if value is not None:
             train[key] = value
-    lora = {**preset.lora, **changes.pop("lora", {})}
+    lora = {**asdict(preset.lora), **changes.pop("lora", {})}
     for key, value in (("rank", cfg.lora_rank), ("alpha", cfg.lora_alpha), ("targets", cfg.lora_targets)):
         if value is not None:
             lora[key] = value
@@ -160,7 +160,7 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         log.info("resuming from %s (step %d, stage %s)", state["path"], state["step"], state["stage"])
 
     # ---- stage 1 (scratch only): the autoencoder --------------------------------------------
-    vae_steps = int(train["vae_steps"]) if cfg.init == "scratch" else 0
+    vae_steps = int(train.vae_steps) if cfg.init == "scratch" else 0
     vae_start = 0
     if state and (state["stage"] == "transformer" or vae_steps):
         vae_path = Path(state["path"]) / "vae.safetensors"
@@ -172,21 +172,21 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
     if vae_start < vae_steps:
         vae = pipe.vae
         vae.requires_grad_(True).train()
-        opt = torch.optim.AdamW(vae.parameters(), lr=float(train["vae_lr"]), weight_decay=0.0)
+        opt = torch.optim.AdamW(vae.parameters(), lr=float(train.vae_lr), weight_decay=0.0)
         if state and state["stage"] == "vae":
             opt.load_state_dict(torch.load(Path(state["path"]) / "optimizer.pt", weights_only=True))
         vae_model, opt = accelerator.prepare(_VAELoss(vae), opt)
         t0 = time.time()
         for step in _progress(range(vae_start, vae_steps), vae_steps, vae_start, "autoencoder", main):
-            video, _ = clips.sample(rng, int(train["batch_size"]))
+            video, _ = clips.sample(rng, int(train.batch_size))
             # The autoencoder is convolutional in time: short sub-clips (1 + 4k frames) teach it as well
             # as whole clips at a fraction of the cost (the whole clip costs minutes per step on a CPU).
-            k = min(int(train["vae_clip_frames"] or video.shape[1]), video.shape[1])
+            k = min(int(train.vae_clip_frames or video.shape[1]), video.shape[1])
             t0_clip = int(rng.integers(video.shape[1] - k + 1))
             video = video[:, t0_clip:t0_clip + k]
             with accelerator.accumulate(vae_model):
                 with accelerator.autocast():
-                    loss = vae_model(video.to(accelerator.device), float(train["vae_kl_weight"]))
+                    loss = vae_model(video.to(accelerator.device), float(train.vae_kl_weight))
                 accelerator.backward(loss)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
@@ -201,7 +201,7 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         if main:
             _save_checkpoint(accelerator, ckpt_root, vae_steps, "vae_done", backbone, None, None, log_rows, cfg,
                              vae_too=True, stats_videos=[clips.sample(rng, 1)[0]
-                                           for _ in range(int(train["vae_stats_clips"]))])
+                                           for _ in range(int(train.vae_stats_clips))])
         accelerator.wait_for_everyone()
         state = _latest_checkpoint(ckpt_root)
         pipe.vae.register_to_config(latents_mean=state["latents_mean"], latents_std=state["latents_std"])
@@ -214,7 +214,7 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         targets = backbone.lora_targets()
         if not targets:
             raise DreamgenError(f"preset {preset.name!r} names no LoRA target modules")
-        transformer.add_adapter(LoraConfig(r=int(lora["rank"]), lora_alpha=float(lora["alpha"]),
+        transformer.add_adapter(LoraConfig(r=int(preset.lora.rank), lora_alpha=float(preset.lora.alpha),
                                            init_lora_weights="gaussian", target_modules=targets))
         for p in transformer.parameters():
             if p.requires_grad:
@@ -228,8 +228,8 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
     if not params:
         raise DreamgenError("nothing to train: no LoRA layer matched the target modules "
                             f"{backbone.lora_targets()}")
-    opt = torch.optim.AdamW(params, lr=float(train["lr"]), weight_decay=float(train["weight_decay"]))
-    warmup = int(train["warmup_steps"])
+    opt = torch.optim.AdamW(params, lr=float(train.lr), weight_decay=float(train.weight_decay))
+    warmup = int(train.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     start = 0
     if state and state["stage"] == "transformer" and state["step"] > 0:
@@ -239,15 +239,15 @@ def finetune_world_model(cfg: FinetuneConfig) -> Path:
         for _ in range(start):
             sched.step()
     model, opt = accelerator.prepare(transformer, opt)
-    steps = int(train["steps"])
+    steps = int(train.steps)
     empty = backbone.encode_prompts([""])  # text dropout target: the empty prompt, as used by CFG
     prompt_cache: dict[str, torch.Tensor] = {}
     t0 = time.time()
     for step in _progress(range(start, steps), steps, start, "transformer", main):
-        video, prompts = clips.sample(rng, int(train["batch_size"]))
+        video, prompts = clips.sample(rng, int(train.batch_size))
         with torch.no_grad():
             latents = backbone.encode_video(video)
-            cond = torch.cat([_embed(backbone, p, prompt_cache) if rng.random() >= train["text_dropout"] else empty
+            cond = torch.cat([_embed(backbone, p, prompt_cache) if rng.random() >= train.text_dropout else empty
                               for p in prompts])
         with accelerator.accumulate(model):
             with accelerator.autocast():

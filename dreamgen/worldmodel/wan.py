@@ -83,7 +83,7 @@ class WanI2VBackbone(Backbone):
             raise DreamgenError("the Wan I2V loss needs the clip's pixels for its first-frame condition")
         b = latents.shape[0]
         dev = latents.device
-        shift = float(self.preset.train["flow_shift"])
+        shift = float(self.preset.train.flow_shift)
         u = torch.rand(b, generator=generator).to(dev)
         s = (shift * u / (1 + (shift - 1) * u)).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)
