@@ -22,6 +22,7 @@ _EXPORTS = {
     "extract_actions": "dreamgen.idm.extract",
     "ensemble_chunks": "dreamgen.idm.extract",
     "label_frames": "dreamgen.idm.extract",
+    "device_and_autocast": "dreamgen.idm.extract",
     "EvalConfig": "dreamgen.idm.evaluate",
     "evaluate_idm": "dreamgen.idm.evaluate",
 }
