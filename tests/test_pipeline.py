@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dreamgen.errors import DreamgenError
-from dreamgen.pipeline import Pipeline, load_pipeline_config
+from dreamgen.experiment import Pipeline, load_pipeline_config
 from tests.browser import inspect_page
 from tests.test_worldmodel import TINY as WM_TINY
 

@@ -37,7 +37,7 @@ def _parse_sets(sets: list[str]) -> dict:
 
 
 def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs: list[str] | None = None) -> Path:
-    from dreamgen.pipeline import Pipeline, load_pipeline_config
+    from dreamgen.experiment import Pipeline, load_pipeline_config
 
     cfg = load_pipeline_config(config, _parse_sets(sets))
     # committed demo data and checkpoints are found wherever the command runs from
