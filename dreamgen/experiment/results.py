@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dreamgen.experiment.config import STEPS
+from dreamgen.experiment.config import STEPS, PipelineConfig
 from dreamgen.experiment.report import (
     DreamEntry,
     Report,
@@ -19,37 +19,44 @@ from dreamgen.experiment.report import (
     plot_loss_csv,
     write_report,
 )
+from dreamgen.io import atomic_write_text
 from dreamgen.naming import parse_dream_path
 
-if TYPE_CHECKING:
-    from dreamgen.experiment.runner import Pipeline
+
+def dream_folder(out: Path, name: str) -> Path:
+    """Where the runner's dreams step writes dream set `name` of the run folder `out`."""
+    return out / "dreams" / name
 
 
-def write_experiment_report(run: Pipeline) -> Path:
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_experiment_report(cfg: PipelineConfig, out: Path, timings: dict[str, float]) -> Path:
     """report.html / report.md and results.json of the run folder; returns the page."""
-    rep = Report(title=f"DreamGen on ToyWorld — {run.cfg.name}",
+    rep = Report(title=f"DreamGen on ToyWorld — {cfg.name}",
                  intro="Real demos of one behavior in one environment, a world model fine-tuned on them, dreams "
                        "of new behaviors and environments from new first frames, an IDM trained on the real demos "
                        "labelling the dreams, and policies trained with and without those neural trajectories.")
     for step in STEPS[:-1]:
-        if step in run.timings:
-            rep.steps.append((step, f"{run.timings[step]:.0f} s -> {run.out / step}"
-                              if (run.out / step).exists() else f"{run.timings[step]:.0f} s"))
-    scores = read_scores(run.out)
-    sheets = run.out / "report_assets" / "sheets"
-    for d in run.cfg.dreams:
-        for video in sorted(run.dream_dir(d.name).glob("*.mp4"), key=lambda p: int(p.stem.split("_")[0]))[:6]:
+        if step in timings:
+            rep.steps.append((step, f"{timings[step]:.0f} s -> {out / step}"
+                              if (out / step).exists() else f"{timings[step]:.0f} s"))
+    scores = read_scores(out)
+    sheets = out / "report_assets" / "sheets"
+    for d in cfg.dreams:
+        for video in sorted(dream_folder(out, d.name).glob("*.mp4"), key=lambda p: int(p.stem.split("_")[0]))[:6]:
             _, instruction = parse_dream_path(video)
             png = contact_sheet(video, sheets / d.name / f"{video.stem}.png")
             s = scores.get(str(video.resolve()))
             rep.dreams.append(DreamEntry(video, f"[{d.name}] {instruction}", png,
                                          {"sim-replay": s} if s is not None else {},
                                          kept=None if s is None else s == "1"))
-    curves = run.out / "report_assets" / "curves"
-    for caption, csv_path in loss_csvs(run.out):
+    curves = out / "report_assets" / "curves"
+    for caption, csv_path in loss_csvs(out):
         png = curves / f"{csv_path.parent.name}_{csv_path.stem}.png"
         rep.curves.append((caption, plot_loss_csv(csv_path, png, caption)))
-    idm_eval = run._read_json(run.out / "idm" / "eval.json")
+    idm_eval = _read_json(out / "idm" / "eval.json")
     if idm_eval:
         rep.metrics.append(("IDM held-out action MSE (normalised)", f"{idm_eval['idm_mse']:.4f}"))
         rep.metrics.append(("predict-the-mean MSE (normalised)", f"{idm_eval['baseline_mse']:.4f}"))
@@ -57,20 +64,21 @@ def write_experiment_report(run: Pipeline) -> Path:
         if r:
             rep.metrics.append((f"open-loop replay success of IDM labels ({r['episodes']} held-out demos)",
                                 f"{r['idm_replay_success']:.0%} (expert actions: {r['expert_replay_success']:.0%})"))
-    for d in run.cfg.dreams:
-        summary = run._read_json(run.out / "scores" / f"{d.name}.summary.json")
+    for d in cfg.dreams:
+        summary = _read_json(out / "scores" / f"{d.name}.summary.json")
         if summary:
             rep.metrics.append((f"dreams passing the sim-replay judge: {d.name}",
                                 f"{summary.get('score', float('nan')):.2f} of {summary.get('n')}"))
-    table = success_rows(run.out)
+    table = success_rows(out)
     rep.success = [SuccessRow(**r) for r in table]
     rep.notes.append("sim-replay judge: the IDM labels a dream, the labels are replayed open-loop in ToyWorld from "
                      "the dream's own initial state, and the task's success predicate decides (a ToyWorld-only "
                      "stand-in for a VLM judge, reported as such).")
-    run._write_json(run.out / "results.json", {"success": table, "idm": idm_eval, "timings": run.timings})
-    if run.cfg.scaling:
-        rep.curves.append(("success vs. neural trajectories", scaling_plot(run, success_rows(run.out, per_seed=True))))
-    html_path, _ = write_report(rep, run.out)
+    atomic_write_text(out / "results.json", json.dumps({"success": table, "idm": idm_eval, "timings": timings},
+                                                       indent=2, default=str))
+    if cfg.scaling:
+        rep.curves.append(("success vs. neural trajectories", scaling_plot(cfg, out, success_rows(out, per_seed=True))))
+    html_path, _ = write_report(rep, out)
     return html_path
 
 
@@ -136,7 +144,7 @@ def success_rows(out: Path, per_seed: bool = False) -> list[dict[str, Any]]:
             for (p, b, e), (s, n) in rows.items()]
 
 
-def scaling_plot(run: Pipeline, table: list[dict[str, Any]]) -> Path:
+def scaling_plot(cfg: PipelineConfig, out: Path, table: list[dict[str, Any]]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,13 +153,13 @@ def scaling_plot(run: Pipeline, table: list[dict[str, Any]]) -> Path:
     from dreamgen.intervals import wilson_interval
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    seed0 = run.cfg.policy.seeds[0]
-    train_b, train_e = run.cfg.real.behaviors[0], run.cfg.real.envs[0]
+    seed0 = cfg.policy.seeds[0]
+    train_b, train_e = cfg.real.behaviors[0], cfg.real.envs[0]
     for label, pred in (("training cell", lambda r: (r["behavior"], r["env"]) == (train_b, train_e)),
                         ("new behaviors / envs", lambda r: (r["behavior"], r["env"]) != (train_b, train_e))):
         xs, ys, lo, hi = [], [], [], []
-        for n in run.cfg.scaling:
-            name = "real_only" if n == 0 and "real_only" in run.cfg.policy.variants else f"scale_{n}"
+        for n in cfg.scaling:
+            name = "real_only" if n == 0 and "real_only" in cfg.policy.variants else f"scale_{n}"
             rs = [r for r in table if r["policy"] == f"{name}_s{seed0}" and pred(r)]
             s, tot = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
             if tot:
@@ -166,7 +174,7 @@ def scaling_plot(run: Pipeline, table: list[dict[str, Any]]) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = run.out / "report_assets" / "curves" / "scaling.png"
+    path = out / "report_assets" / "curves" / "scaling.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

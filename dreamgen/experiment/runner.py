@@ -13,7 +13,6 @@ items inside a step (generate, extract and eval are resumable on their own).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, fields
@@ -22,6 +21,8 @@ from typing import Any
 
 from dreamgen.errors import DreamgenError
 from dreamgen.experiment.config import STEPS, PipelineConfig
+from dreamgen.experiment.results import dream_folder, write_experiment_report
+from dreamgen.io import atomic_write_text
 from dreamgen.presets import load_preset
 
 
@@ -43,9 +44,7 @@ class Pipeline:
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may share the folder
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(data, indent=2, default=str))  # several processes may share the folder
 
     def _done(self, step: str) -> bool:
         return (self.out / ".done" / step).is_file()
@@ -81,7 +80,7 @@ class Pipeline:
         return Path(self.cfg.real.dataset) if self.cfg.real.dataset else self.out / "real"
 
     def dream_dir(self, name: str) -> Path:
-        return self.out / "dreams" / name
+        return dream_folder(self.out, name)
 
     def neural_dir(self, name: str, kind: str) -> Path:
         return self.out / "neural" / f"{name}_{kind}"
@@ -372,9 +371,7 @@ class Pipeline:
 
     # -- 10. report -------------------------------------------------------------------------
     def step_report(self) -> Path:
-        from dreamgen.experiment.results import write_experiment_report
-
-        return write_experiment_report(self)
+        return write_experiment_report(self.cfg, self.out, self.timings)
 
 
 # ----------------------------------------------------------------------------------------------

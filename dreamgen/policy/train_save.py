@@ -11,16 +11,15 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dreamgen.embodiments import Embodiment
+from dreamgen.io import atomic_write_text
+from dreamgen.policy.config import PolicyTrainConfig
 from dreamgen.policy.mixing import MixedDataset
 from dreamgen.policy.task_encoding import TaskEncoder
-
-if TYPE_CHECKING:
-    from dreamgen.policy.finetune import PolicyTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +69,7 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(o: Any) -> Any:

@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dreamgen.embodiments import Embodiment, get_embodiment
 from dreamgen.errors import DatasetError, DreamgenError
-
-if TYPE_CHECKING:
-    from dreamgen.policy.finetune import PolicyTrainConfig
+from dreamgen.policy.config import PolicyTrainConfig
 
 log = logging.getLogger(__name__)
 

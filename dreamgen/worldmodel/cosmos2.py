@@ -28,7 +28,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_video2world import (
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 from dreamgen.errors import DreamgenError
-from dreamgen.worldmodel.backbone import Backbone
+from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
 log = logging.getLogger(__name__)
@@ -203,6 +203,7 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
         return frames
 
 
+@register_backbone
 class Cosmos2Backbone(Backbone):
     kind = "cosmos2"
     pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")

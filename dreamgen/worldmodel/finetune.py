@@ -28,7 +28,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dreamgen.errors import DreamgenError, OutputExistsError
-from dreamgen.worldmodel.backbone import MODEL_META, Backbone, backbone_class
+from dreamgen.worldmodel.backbone import MODEL_META, Backbone
+from dreamgen.worldmodel.backbones import backbone_class
 from dreamgen.worldmodel.config import load_preset
 from dreamgen.worldmodel.data import WorldModelClips
 from dreamgen.worldmodel.loading import LORA_FILE, resolve_model

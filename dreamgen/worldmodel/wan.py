@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from dreamgen.errors import DreamgenError
-from dreamgen.worldmodel.backbone import Backbone
+from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
 
+@register_backbone
 class WanI2VBackbone(Backbone):
     kind = "wan_i2v"
     pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
