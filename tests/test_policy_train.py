@@ -277,7 +277,7 @@ def test_toyworld_eval_of_a_trained_checkpoint(tmp_path):
     from typer.testing import CliRunner
 
     from dreamgen.cli import app
-    from dreamgen.toyworld.policies import load_policy
+    from dreamgen.policy.eval import load_toyworld_policy as load_policy
 
     ds = write_dataset(tmp_path / "tw", episodes=2, length=12, size=64, state_dim=4, action_dim=4, fps=10)
     res = finetune_policy(PolicyTrainConfig([DatasetSpec(ds)], tmp_path / "run", policy="diffusion", steps=2,

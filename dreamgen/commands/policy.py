@@ -112,13 +112,8 @@ def eval_cmd(
     from dreamgen.policy.eval import eval_policy
 
     result = eval_policy(checkpoint, out_dir=out, device=device, behaviors=list(behavior) if behavior else None,
-                         envs=list(env) if env else None, episodes=episodes, seed=seed, videos=videos)
-    for attr in ("to_markdown", "markdown", "summary"):
-        fn = getattr(result, attr, None)
-        if callable(fn):
-            typer.echo(fn())
-            return
-    typer.echo(json.dumps(result, indent=2, default=str) if isinstance(result, dict | list) else str(result))
+                         envs=list(env) if env else None, episodes=episodes, seed=seed, save_videos=videos)
+    typer.echo(json.dumps(result, indent=2, default=str))
 
 
 def register(app: typer.Typer) -> None:
