@@ -1,6 +1,6 @@
 """Training-speed probe: data-loading throughput (frame cache on/off) and the model's step time.
 
-    python -m dreamgen.policy.speed -d demo_data/toyworld_pick_place -c toyworld_diffusion_tiny \
+    python benchmarks/bench_policy_speed.py -d demo_data/toyworld_pick_place -c toyworld_diffusion_tiny \
         --device cpu --batches 20 --steps 5
 
 Prints seconds per batch for the DataLoader alone (LeRobot decoding vs the frame cache, num_workers=0)
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _timed(fn, n: int) -> tuple[float, float]:
