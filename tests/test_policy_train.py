@@ -154,7 +154,7 @@ def test_cli_finetune_policy_passes_lerobot_flags(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def groot_base(tmp_path_factory):
-    from dreamgen.policy.groot import write_tiny_groot_base
+    from tests.groot_fixture import write_tiny_groot_base
 
     return write_tiny_groot_base(tmp_path_factory.mktemp("grootbase") / "base")
 

@@ -29,6 +29,7 @@ from typing import Any
 from dreamgen.embodiments import Embodiment
 from dreamgen.errors import DatasetError, DreamgenError, OutputExistsError
 from dreamgen.policy.config import PolicyTrainConfig
+from dreamgen.policy.families import policy_family
 from dreamgen.policy.mixing import (
     CachedMixedDataset,
     MixedDataset,
@@ -204,10 +205,7 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
         preprocessor, postprocessor = make_pre_post_processors(
             policy_cfg, dataset_stats=mix.meta.stats, dataset_meta=mix.meta
         )
-    if cfg.policy == "groot":
-        from dreamgen.policy.groot import localize_groot_processors
-
-        localize_groot_processors(preprocessor, Path(policy_cfg.base_model_path))
+    policy_family(cfg.policy).prepare_processors(preprocessor, policy_cfg)
     return policy, preprocessor, postprocessor
 
 

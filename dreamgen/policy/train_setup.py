@@ -13,6 +13,7 @@ from typing import Any
 from dreamgen.embodiments import Embodiment, get_embodiment
 from dreamgen.errors import DatasetError, DreamgenError
 from dreamgen.policy.config import PolicyTrainConfig
+from dreamgen.policy.families import policy_family
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +72,16 @@ def build_train_config(cfg: PolicyTrainConfig, device: str) -> Any:
         "--policy.push_to_hub=false",
         "--wandb.enable=false",
     ]
-    if cfg.policy == "groot" and cfg.pretrained:
-        args.append(f"--policy.base_model_path={cfg.pretrained}")
+    family = policy_family(cfg.policy)
+    args += family.lerobot_args(cfg.pretrained)
     try:
         train_cfg = draccus.parse(TrainPipelineConfig, args=args + list(cfg.lerobot_args))
     except SystemExit as exc:  # draccus/argparse report the bad flag on stderr and exit
         raise DreamgenError(f"bad LeRobot flag among {cfg.lerobot_args}: see the message above") from exc
     except (ValueError, TypeError) as exc:
         raise DreamgenError(f"LeRobot config: {exc}") from exc
-    if cfg.pretrained and cfg.policy != "groot":
-        train_cfg.policy.pretrained_path = Path(cfg.pretrained)
+    family.configure(train_cfg.policy, cfg.pretrained, cfg.lerobot_args)
     _offline_backbone(train_cfg.policy, cfg.lerobot_args)
-    if cfg.policy == "groot" and cfg.pretrained:
-        _match_groot_base(train_cfg.policy, Path(cfg.pretrained), cfg.lerobot_args)
     if train_cfg.use_policy_training_preset:
         train_cfg.optimizer = train_cfg.policy.get_optimizer_preset()
         train_cfg.scheduler = train_cfg.policy.get_scheduler_preset()
@@ -114,37 +112,14 @@ def _offline_backbone(policy_cfg: Any, passed: list[str]) -> None:
         policy_cfg.use_group_norm = True  # LeRobot's recommendation for a backbone trained from scratch
 
 
-def _match_groot_base(policy_cfg: Any, base: Path, passed: list[str]) -> None:
-    """Take the padded widths and action horizon from the base model unless the user set them."""
-    try:
-        base_cfg = json.loads((base / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return  # check_groot_base reports it
-    given = {a.split("=", 1)[0] for a in passed}
-    for name in ("max_state_dim", "max_action_dim"):
-        if f"--policy.{name}" not in given and name in base_cfg:
-            setattr(policy_cfg, name, int(base_cfg[name]))
-    horizon = base_cfg.get("action_horizon")
-    if horizon and "--policy.chunk_size" not in given and int(horizon) < policy_cfg.chunk_size:
-        policy_cfg.chunk_size = int(horizon)
-        if "--policy.n_action_steps" not in given:
-            policy_cfg.n_action_steps = min(policy_cfg.n_action_steps, int(horizon))
-
-
 def check_pretrained(cfg: PolicyTrainConfig) -> None:
-    if not cfg.pretrained:
-        if cfg.policy == "groot":
-            raise DreamgenError(
-                "groot needs a local GR00T N1.7 base model folder: pass --pretrained PATH (config.json, "
-                "model.safetensors, processor files and a local Qwen3-VL backbone folder; the hub is not used)"
-            )
-        return
-    from dreamgen.policy.checkpoint import check_policy_folder
-    from dreamgen.policy.groot import check_groot_base
+    """What the run starts from is complete: the family's base model, or a LeRobot pretrained_model/ folder."""
+    family = policy_family(cfg.policy)
+    if family.pretrained_is_base_model:
+        family.check_base_model(cfg.pretrained)
+    elif cfg.pretrained:
+        from dreamgen.policy.checkpoint import check_policy_folder
 
-    if cfg.policy == "groot":
-        check_groot_base(Path(cfg.pretrained))
-    else:
         check_policy_folder(Path(cfg.pretrained))
 
 
