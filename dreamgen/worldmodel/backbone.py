@@ -25,7 +25,8 @@ MODEL_META = "dreamgen_wm.json"  # written next to every model / LoRA we save: w
 
 class Backbone(ABC):
     kind: ClassVar[str]
-    pipeline_components: ClassVar[tuple[str, ...]]  # subfolders a diffusers checkpoint must have
+    # subfolders a diffusers checkpoint must have
+    pipeline_components: ClassVar[tuple[str, ...]] = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     def __init__(self, pipe: Any, preset: WorldModelPreset):
         self.pipe = pipe

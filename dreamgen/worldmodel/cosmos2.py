@@ -1,6 +1,6 @@
 """Cosmos-Predict2 Video2World backbone: `CosmosTransformer3DModel` + `AutoencoderKLWan` + T5.
 
-Training objective (upstream Cosmos-Predict2, DESIGN §8): rectified flow written in EDM-style
+Training objective (upstream Cosmos-Predict2): rectified flow written in EDM-style
 preconditioning. A noise level sigma ~ exp(N(p_mean, p_std)) (times sqrt(latent frames) as upstream
 does for long videos) gives t = sigma / (1 + sigma); the transformer sees x_t = (1 - t) x0 + t eps on
 the generated frames and the clean latents on the first 1-2 conditioning frames (marked by the
@@ -206,7 +206,6 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
 @register_backbone
 class Cosmos2Backbone(Backbone):
     kind = "cosmos2"
-    pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     @classmethod
     def build(cls, preset: WorldModelPreset, guardrail: Any = None) -> Cosmos2Backbone:

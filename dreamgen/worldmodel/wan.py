@@ -23,7 +23,6 @@ from dreamgen.worldmodel.config import WorldModelPreset
 @register_backbone
 class WanI2VBackbone(Backbone):
     kind = "wan_i2v"
-    pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     @classmethod
     def build(cls, preset: WorldModelPreset, guardrail: Any = None) -> WanI2VBackbone:
