@@ -173,11 +173,8 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
                                      padding_mask=padding_mask, return_dict=False)[0]
                 v_cond, v_uncond = v.float().chunk(2)
             else:
-                kw = dict(hidden_states=x_in, timestep=t_in, fps=fps, condition_mask=cond_mask,
-                          padding_mask=padding_mask, return_dict=False)
-                v_cond = self.transformer(encoder_hidden_states=prompt_embeds.to(dtype), **kw)[0].float()
-                v_uncond = (self.transformer(encoder_hidden_states=negative_prompt_embeds.to(dtype), **kw)[0].float()
-                            if do_cfg else None)
+                v_cond, v_uncond = self._velocities(x_in, t_in, fps, cond_mask, padding_mask, prompt_embeds.to(dtype),
+                                                    negative_prompt_embeds.to(dtype) if do_cfg else None)
             # x0 predictions (the stock pipeline rounds them to the transformer dtype; we keep float32)
             x0 = (1 - cur_t) * latents - cur_t * v_cond
             x0 = cond_ind * cond_latents + (1 - cond_ind) * x0
@@ -189,6 +186,18 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
 
         if output_type == "latent":
             return latents
+        return self._decode(latents, device)
+
+    def _velocities(self, x_in, t_in, fps, cond_mask, padding_mask, text, negative_text):
+        """Unfused guidance: the conditional and (with `negative_text`) unconditional velocity, float32."""
+        kw = dict(hidden_states=x_in, timestep=t_in, fps=fps, condition_mask=cond_mask,
+                  padding_mask=padding_mask, return_dict=False)
+        v_cond = self.transformer(encoder_hidden_states=text, **kw)[0].float()
+        v_uncond = self.transformer(encoder_hidden_states=negative_text, **kw)[0].float() if negative_text is not None else None
+        return v_cond, v_uncond
+
+    def _decode(self, latents: torch.Tensor, device: Any) -> np.ndarray:
+        """Denormalised latents -> uint8 (T, H, W, 3) frames, through the video guardrail when it is on."""
         mean = torch.tensor(self.vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
         std = torch.tensor(self.vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
         latents = latents * std / self.scheduler.config.sigma_data + mean
