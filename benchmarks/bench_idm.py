@@ -52,7 +52,7 @@ def main() -> None:
     import torch
 
     from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
-    from dreamgen.idm.extract import _device_and_autocast, label_frames
+    from dreamgen.idm.extract import device_and_autocast, label_frames
     from dreamgen.idm.modeling_idm import IDM
     from dreamgen.idm.synthetic import synthetic_embodiment
 
@@ -63,7 +63,7 @@ def main() -> None:
     offsets = [int(x) for x in args.offsets.split(",")]
     cfg = IDMConfig.from_dict({**fields, "observation_offsets": offsets, "action_horizon": args.horizon,
                                "action_dim": args.action_dim})
-    device, autocast = _device_and_autocast(args.device, args.precision)
+    device, autocast = device_and_autocast(args.device, args.precision)
     model = IDM(cfg).to(device).eval()
     emb = synthetic_embodiment(offsets, args.horizon, cfg.image_size[0], args.action_dim)
     rng = np.random.default_rng(0)

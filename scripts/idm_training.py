@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "video_backend", default="pyav", help="(accepted for compatibility)")
     _add(p, "random_init", type=bool, default=False, help="(accepted: the encoder is random unless "
          "the model config names encoder_path)")
-    _add(p, "model_config", default=None, help="configs/idm preset name (toyworld, siglip2_large, "
+    _add(p, "model_config", default=None, help="dreamgen/configs/idm preset name (toyworld, siglip2_large, "
          "siglip2_large_local) or a YAML file; default: the small from-scratch IDM.")
     _add(p, "val_fraction", type=float, default=0.1)
     _add(p, "device", default="auto")

@@ -1,4 +1,4 @@
-"""The experiment config (configs/experiment/toyworld.yaml) end to end at a tiny size on CPU, which is
+"""The experiment config (dreamgen/configs/experiment/toyworld.yaml) end to end at a tiny size on CPU, which is
 also what `dreamgen demo` runs: every artefact exists and is valid, the report renders, a rerun resumes."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dreamgen.errors import DreamgenError
-from dreamgen.pipeline import Pipeline, load_pipeline_config
+from dreamgen.experiment import Pipeline, load_pipeline_config
 from tests.browser import inspect_page
 from tests.test_worldmodel import TINY as WM_TINY
 
@@ -38,7 +38,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "out"
-    cfg = load_pipeline_config(REPO / "configs" / "experiment" / "toyworld.yaml", TINY)
+    cfg = load_pipeline_config(REPO / "dreamgen" / "configs" / "experiment" / "toyworld.yaml", TINY)
     Pipeline(cfg, out, echo=lambda *_: None).run()
     return out, cfg
 
@@ -100,7 +100,7 @@ def test_rerun_resumes_without_redoing_work(run):
 
 
 def test_bad_config_errors(tmp_path):
-    cfg = REPO / "configs" / "experiment" / "toyworld.yaml"
+    cfg = REPO / "dreamgen" / "configs" / "experiment" / "toyworld.yaml"
     with pytest.raises(DreamgenError, match="unknown behavior 'juggle'"):
         load_pipeline_config(cfg, {"dreams": [{"name": "x", "behaviors": ["juggle"], "envs": ["default"], "count": 1}]})
     with pytest.raises(DreamgenError, match="unknown policy variant"):

@@ -80,7 +80,7 @@ def datasets(tmp_path_factory):
 
 
 def _emb(real):
-    from dreamgen.policy.finetune import resolve_embodiment
+    from dreamgen.policy.train_setup import resolve_embodiment
 
     return resolve_embodiment(None, real)
 
@@ -143,7 +143,7 @@ def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
     # no batch, and the training loop used to spin forever on it.
     from types import SimpleNamespace
 
-    from dreamgen.policy.finetune import _cycle
+    from dreamgen.policy.train_data import cycle_batches as _cycle
 
     ds = SimpleNamespace(meta=SimpleNamespace(episodes={"dataset_from_index": [0, 20, 40, 55],
                                                         "dataset_to_index": [20, 40, 55, 70]}))

@@ -154,7 +154,7 @@ def test_cli_finetune_policy_passes_lerobot_flags(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def groot_base(tmp_path_factory):
-    from dreamgen.policy.groot import write_tiny_groot_base
+    from tests.groot_fixture import write_tiny_groot_base
 
     return write_tiny_groot_base(tmp_path_factory.mktemp("grootbase") / "base")
 
@@ -277,7 +277,7 @@ def test_toyworld_eval_of_a_trained_checkpoint(tmp_path):
     from typer.testing import CliRunner
 
     from dreamgen.cli import app
-    from dreamgen.toyworld.policies import load_policy
+    from dreamgen.policy.eval import load_toyworld_policy as load_policy
 
     ds = write_dataset(tmp_path / "tw", episodes=2, length=12, size=64, state_dim=4, action_dim=4, fps=10)
     res = finetune_policy(PolicyTrainConfig([DatasetSpec(ds)], tmp_path / "run", policy="diffusion", steps=2,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dreamgen.data import write_video
-from dreamgen.report import (
+from dreamgen.experiment.report import (
     DreamEntry,
     Report,
     SuccessRow,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ TINY = dict(
 
 def tiny_preset(**changes):
     p = load_preset("toy")
-    return p.replace(**{**TINY, "train": {**p.train, **TINY["train"]}, "lora": {**p.lora, **TINY["lora"]},
+    return p.replace(**{**TINY, "train": {**asdict(p.train), **TINY["train"]}, "lora": {**asdict(p.lora), **TINY["lora"]},
                         **changes})
 
 

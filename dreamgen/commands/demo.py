@@ -6,22 +6,20 @@ from pathlib import Path
 
 import typer
 
-REPO = Path(__file__).resolve().parents[2]
-EXPERIMENT_CONFIGS = REPO / "configs" / "experiment"
+REPO = Path(__file__).resolve().parents[2]  # a source checkout: where demo_data/ and checkpoints/ live
 STEP_HELP = ("Run only these steps (repeatable): real, prior, world_model, dreams, idm, judge, neural, policies, "
              "eval, report. Default: all, skipping finished ones.")
 
 
 def _resolve_config(spec: str) -> Path:
-    path = Path(spec)
-    if path.is_file():
-        return path
-    named = EXPERIMENT_CONFIGS / f"{spec}.yaml"
-    if named.is_file():
-        return named
     from dreamgen.errors import DreamgenError
+    from dreamgen.presets import find_preset, list_presets
 
-    raise DreamgenError(f"{spec}: no such config file (nor configs/experiment/{spec}.yaml)")
+    path = find_preset("experiment", spec)
+    if path is None:
+        raise DreamgenError(f"{spec}: no such config file (nor dreamgen/configs/experiment/{spec}.yaml; "
+                            f"presets: {', '.join(list_presets('experiment'))})")
+    return path
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -39,7 +37,7 @@ def _parse_sets(sets: list[str]) -> dict:
 
 
 def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs: list[str] | None = None) -> Path:
-    from dreamgen.pipeline import Pipeline, load_pipeline_config
+    from dreamgen.experiment import Pipeline, load_pipeline_config
 
     cfg = load_pipeline_config(config, _parse_sets(sets))
     # committed demo data and checkpoints are found wherever the command runs from
@@ -67,7 +65,7 @@ def demo(
 
 
 def experiment(
-    config: str = typer.Option("toyworld", "--config", help="Experiment YAML (file or name in configs/experiment/)."),
+    config: str = typer.Option("toyworld", "--config", help="Experiment YAML (file or name in dreamgen/configs/experiment/)."),
     out: Path = typer.Option(None, "--out", help="Output folder (default runs/experiment/<config name>)."),
     step: list[str] = typer.Option(None, "--step", help=STEP_HELP),
     set_: list[str] = typer.Option(None, "--set", help="Override a config value: key.path=value (YAML value)."),

@@ -13,23 +13,12 @@ import typer
 from dreamgen.commands.checks import at_least
 from dreamgen.errors import DreamgenError, check_number
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "policy"
-
 
 def load_preset(spec: str) -> dict[str, Any]:
-    """A YAML preset: a file path, or a name under configs/policy/ (e.g. `toyworld_diffusion`)."""
-    import yaml
+    """A YAML preset: a file path, or a name under dreamgen/configs/policy/ (e.g. `toyworld_diffusion`)."""
+    from dreamgen.presets import load_preset as load
 
-    p = Path(spec)
-    if not p.is_file():
-        p = CONFIG_DIR / (spec if spec.endswith((".yaml", ".yml")) else f"{spec}.yaml")
-    if not p.is_file():
-        names = sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-        raise DreamgenError(f"{spec}: no such policy config file or preset (presets: {', '.join(names) or 'none'})")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise DreamgenError(f"{p}: expected a mapping of finetune-policy settings")
-    return data
+    return load("policy", spec, "finetune-policy settings")
 
 
 # (setting, smallest value): presets and flags alike are checked before any work
@@ -60,7 +49,7 @@ def finetune_cmd(
         help="LeRobot v3 dataset folder, optionally PATH:WEIGHT (sampling weight, default 1). Repeat to mix; "
              "the first is the real dataset whose layout the others must match."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints/<step>/pretrained_model/)."),
-    config: str = typer.Option(None, "--config", "-c", help="YAML preset (file or name in configs/policy/)."),
+    config: str = typer.Option(None, "--config", "-c", help="YAML preset (file or name in dreamgen/configs/policy/)."),
     embodiment: str = typer.Option(None, "--embodiment", "-e", help="Embodiment name/file/folder "
                                    "(default: the real dataset's meta/modality.json)."),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps (default 20000)."),
@@ -147,13 +136,8 @@ def eval_cmd(
     from dreamgen.policy.eval import eval_policy
 
     result = eval_policy(checkpoint, out_dir=out, device=device, behaviors=list(behavior) if behavior else None,
-                         envs=list(env) if env else None, episodes=episodes, seed=seed, videos=videos)
-    for attr in ("to_markdown", "markdown", "summary"):
-        fn = getattr(result, attr, None)
-        if callable(fn):
-            typer.echo(fn())
-            return
-    typer.echo(json.dumps(result, indent=2, default=str) if isinstance(result, dict | list) else str(result))
+                         envs=list(env) if env else None, episodes=episodes, seed=seed, save_videos=videos)
+    typer.echo(json.dumps(result, indent=2, default=str))
 
 
 def register(app: typer.Typer) -> None:

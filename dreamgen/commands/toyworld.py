@@ -89,10 +89,10 @@ def eval_cmd(
                                   callback=at_least(1)),
 ) -> None:
     """Closed-loop success rate per behavior/env with Wilson 95% confidence intervals."""
+    from dreamgen.policy.eval import load_toyworld_policy
     from dreamgen.toyworld.evaluate import evaluate, format_report
-    from dreamgen.toyworld.policies import load_policy
 
-    pol = load_policy(policy, seed=seed)
+    pol = load_toyworld_policy(policy, seed=seed)
     report = evaluate(pol, _all_or(behaviors, "behavior"), _all_or(envs, "env"), episodes, seed=seed,
                       out_dir=out, save_videos=save_videos, image_size=image_size, arm_style=arm_style,
                       max_steps=max_steps)

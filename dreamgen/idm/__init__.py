@@ -25,6 +25,7 @@ _EXPORTS = {
     "label_video": "dreamgen.idm.extract",
     "StateIDM": "dreamgen.idm.modeling_state",
     "build_model": "dreamgen.idm.checkpoint",
+    "device_and_autocast": "dreamgen.idm.extract",
     "EvalConfig": "dreamgen.idm.evaluate",
     "evaluate_idm": "dreamgen.idm.evaluate",
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from dreamgen import presets
 from dreamgen.errors import DreamgenError
 
 # A small from-scratch vision tower: good for 64x64 ToyWorld frames on a CPU.
@@ -132,7 +133,7 @@ class IDMConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> IDMConfig:
-        """A JSON or YAML file (configs/idm/*.yaml presets use YAML)."""
+        """A JSON or YAML file (dreamgen/configs/idm/*.yaml presets use YAML)."""
         path = Path(path)
         if not path.is_file():
             raise DreamgenError(f"{path}: IDM config file not found")
@@ -146,25 +147,17 @@ class IDMConfig:
 
 
 def resolve_model_config(spec: str | Path | None) -> dict[str, Any]:
-    """A preset name under configs/idm/ (e.g. 'toyworld', 'siglip2_large') or a YAML/JSON path -> field dict.
+    """A preset name under dreamgen/configs/idm/ (e.g. 'toyworld', 'siglip2_large') or a YAML/JSON path -> field dict.
 
     Returned as a dict so that the embodiment can fill action_dim/offsets/horizon/image_size the
     preset leaves out.
     """
     if spec is None:
         return {}
-    path = Path(spec)
-    if not path.is_file():
-        preset = Path(__file__).resolve().parents[2] / "configs" / "idm" / f"{spec}.yaml"
-        if not preset.is_file():
-            raise DreamgenError(f"IDM model config {spec!r}: no such file and no preset configs/idm/{spec}.yaml")
-        path = preset
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DreamgenError(f"{path}: invalid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise DreamgenError(f"{path}: expected a mapping of IDM config fields")
+    path = presets.find_preset("idm", spec)
+    if path is None:
+        raise DreamgenError(f"IDM model config {spec!r}: no such file and no preset dreamgen/configs/idm/{spec}.yaml")
+    data = presets.read_yaml_mapping(path, "IDM config fields")
     known = {f.name for f in fields(IDMConfig)}
     unknown = set(data) - known
     if unknown:

@@ -38,9 +38,9 @@ def evaluate_idm(cfg: EvalConfig, episodes=None) -> dict[str, Any]:
     """
     from dreamgen.idm.checkpoint import load_idm
     from dreamgen.idm.data import load_dataset_episodes
-    from dreamgen.idm.extract import _device_and_autocast, label_video
+    from dreamgen.idm.extract import device_and_autocast, label_video
 
-    device, autocast = _device_and_autocast(cfg.device, cfg.precision)
+    device, autocast = device_and_autocast(cfg.device, cfg.precision)
     model, emb, state = load_idm(cfg.checkpoint, device)
     if episodes is None:
         path = cfg.dataset_path or state.get("dataset_path")
@@ -111,10 +111,10 @@ def replay_success(checkpoint: str | Path, dataset_path: str | Path, episodes: l
 
     from dreamgen.idm.checkpoint import load_idm
     from dreamgen.idm.data import load_dataset_episodes
-    from dreamgen.idm.extract import _device_and_autocast, label_video
+    from dreamgen.idm.extract import device_and_autocast, label_video
     from dreamgen.toyworld.replay import replay_actions
 
-    dev, autocast = _device_and_autocast(device, "auto")
+    dev, autocast = device_and_autocast(device, "auto")
     model, emb, state = load_idm(checkpoint, dev)
     prov_path = Path(dataset_path) / "meta" / "dreamgen_provenance.json"
     if not prov_path.is_file():

@@ -138,7 +138,7 @@ def _job_key(cfg: ExtractConfig, ckpt: Path, work: Path) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _device_and_autocast(device: str, precision: str):
+def device_and_autocast(device: str, precision: str):
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
 
@@ -242,7 +242,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     root = Path(cfg.videos)
     videos = find_videos(root)
     ckpt = find_checkpoint(cfg.checkpoint)
-    device, autocast = _device_and_autocast(cfg.device, cfg.precision)
+    device, autocast = device_and_autocast(cfg.device, cfg.precision)
     model, emb, train_state = load_idm(ckpt, device)
     if cfg.embodiment is not None:
         from dreamgen.embodiments import get_embodiment

@@ -65,13 +65,9 @@ def check_policy_folder(folder: Path) -> dict[str, Any]:
             state = step.get("state_file")
             if state and not (folder / state).is_file():
                 raise DreamgenError(f"{folder}: missing {state} (normalisation statistics of {name})")
-    if cfg["type"] == "groot":
-        base = cfg.get("base_model_path")
-        if base and not Path(base).expanduser().is_dir():
-            raise DreamgenError(
-                f"{cfg_path}: GR00T base model folder {base} does not exist (a GR00T checkpoint rebuilds its "
-                "architecture from the base model folder it was fine-tuned from)"
-            )
+    from dreamgen.policy.families import policy_family
+
+    policy_family(cfg["type"]).check_saved(cfg, cfg_path)
     return cfg
 
 
@@ -79,9 +75,6 @@ def load_processors(policy_cfg: Any, folder: Path, device: str) -> tuple[Any, An
     from lerobot.policies.factory import make_pre_post_processors
 
     pre_over: dict[str, Any] = {"device_processor": {"device": device}}
-    if policy_cfg.type == "groot":
-        return make_pre_post_processors(policy_cfg, pretrained_path=str(folder),
-                                        preprocessor_overrides=pre_over)
     return make_pre_post_processors(policy_cfg, pretrained_path=str(folder), preprocessor_overrides=pre_over)
 
 
@@ -141,10 +134,9 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
         policy = get_policy_class(cfg.type).from_pretrained(folder, config=cfg, local_files_only=True)
     policy.to(device).eval()
     pre, post = load_processors(cfg, folder, device)
-    if cfg.type == "groot":
-        from dreamgen.policy.groot import localize_groot_processors
+    from dreamgen.policy.families import policy_family
 
-        localize_groot_processors(pre, Path(cfg.base_model_path))
+    policy_family(cfg.type).prepare_processors(pre, cfg)
     emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
     warn_if_unfinished(folder, info)
     enc = TaskEncoder.from_json(info.get("task_conditioning"))

@@ -2,16 +2,16 @@
 
 `LeRobotToyWorldPolicy` wraps a checkpoint in ToyWorld's policy interface (`reset()`,
 `act(observation) -> action` with observation = {"image": uint8 HxWx3, "state": float32,
-"instruction": str}). `register_toyworld_loader()` teaches `dreamgen toyworld eval` to open LeRobot
-checkpoints; `eval_policy` is what `dreamgen eval-policy` runs: success per behavior/environment with
-95% Wilson intervals, rollout videos saved by ToyWorld's evaluator.
+"instruction": str}). `load_toyworld_policy(spec)` opens what `dreamgen toyworld eval --policy` names
+("expert", "random" or a LeRobot checkpoint); `eval_policy` is what `dreamgen eval-policy` runs: success
+per behavior/environment with 95% Wilson intervals, rollout videos saved by ToyWorld's evaluator.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,72 +111,34 @@ def is_lerobot_checkpoint(path: str | Path) -> bool:
     return False
 
 
-_REGISTERED = False
+def load_toyworld_policy(spec: str, seed: int = 0, device: str | None = None) -> Any:
+    """'expert' (scripted, privileged), 'random', or a LeRobot checkpoint (run, step or model folder)."""
+    from dreamgen.toyworld.policies import builtin_policy
 
-
-def register_toyworld_loader() -> bool:
-    """Let ToyWorld's evaluator open LeRobot checkpoints. False when ToyWorld has no loader hook."""
-    global _REGISTERED
-    if _REGISTERED:
-        return True
-    try:
-        from dreamgen.toyworld.policies import register_policy_loader
-    except ImportError:
-        return False
-    register_policy_loader(is_lerobot_checkpoint, LeRobotToyWorldPolicy.from_checkpoint, name="lerobot")
-    _REGISTERED = True
-    return True
-
-
-def _toyworld_evaluate():
-    for mod in ("dreamgen.toyworld.evaluate", "dreamgen.toyworld"):
-        try:
-            m = __import__(mod, fromlist=["evaluate"])
-        except ImportError:
-            continue
-        fn = getattr(m, "evaluate", None)
-        if callable(fn):
-            return fn
-    raise DreamgenError("ToyWorld's evaluator (dreamgen.toyworld evaluate) is not available in this install")
+    policy = builtin_policy(spec, seed)
+    if policy is not None:
+        return policy
+    if is_lerobot_checkpoint(spec):
+        return LeRobotToyWorldPolicy.from_checkpoint(spec, device=device)
+    exists = "exists" if os.path.exists(spec) else "does not exist"
+    raise DreamgenError(f"cannot load a ToyWorld policy from {spec!r} (path {exists}): use 'expert', 'random', "
+                        "or a LeRobot checkpoint (a run, checkpoints/<step> or pretrained_model/ folder)")
 
 
 def eval_policy(checkpoint: str | Path, out_dir: str | Path | None = None, device: str | None = None,
-                **eval_kwargs: Any) -> Any:
+                behaviors: Sequence[str] | None = None, envs: Sequence[str] | None = None,
+                episodes: int | None = None, seed: int | None = None, save_videos: int | None = None) -> dict:
     """Closed-loop success of a LeRobot checkpoint in ToyWorld (per behavior/environment, Wilson 95% CI).
 
-    Extra keyword arguments (behaviors, envs/environments, episodes, seed, videos, ...) go to ToyWorld's
-    `evaluate`; only the ones its signature accepts are passed. `seed` defaults to HELD_OUT_SEED (1000),
-    not ToyWorld's 0, so the episodes are not the layouts demonstrations were collected on.
+    Defaults: every behavior and environment, 20 episodes each, ToyWorld's number of saved rollouts, and
+    `seed` HELD_OUT_SEED (1000), not ToyWorld's 0, so the episodes are not the layouts demonstrations
+    were collected on.
     """
-    policy = LeRobotToyWorldPolicy.from_checkpoint(checkpoint, device=device)
-    register_toyworld_loader()
-    evaluate = _toyworld_evaluate()
-    params = inspect.signature(evaluate).parameters
-    kwargs = {k: v for k, v in eval_kwargs.items() if v is not None}
-    if "seed" in params and "seed" not in kwargs:
-        kwargs["seed"] = HELD_OUT_SEED
-    if "videos" in kwargs and "save_videos" in params:
-        kwargs["save_videos"] = kwargs.pop("videos")
     from dreamgen.toyworld import scene, tasks
+    from dreamgen.toyworld.evaluate import evaluate
 
-    for name, table in (("behaviors", tasks.BEHAVIORS), ("envs", scene.ENVIRONMENTS)):
-        if name in params and name not in kwargs:
-            kwargs[name] = list(table)  # default: every behavior / environment
-    if "episodes" in params and "episodes" not in kwargs:
-        kwargs["episodes"] = 20
-    if out_dir is not None:
-        for name in ("out_dir", "output_dir", "out"):
-            if name in params:
-                kwargs[name] = Path(out_dir)
-                break
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    dropped = [k for k in kwargs if k not in params and not accepts_any]
-    if dropped:
-        log.warning("ToyWorld evaluate() does not take %s; ignored", dropped)
-    kwargs = {k: v for k, v in kwargs.items() if k in params or accepts_any}
-    return evaluate(policy, **kwargs)
-
-
-# ToyWorld imports this module as a policy-loader plugin (dreamgen.toyworld.policies.POLICY_LOADER_MODULES):
-# registering here makes `dreamgen toyworld eval --policy <lerobot checkpoint>` work.
-register_toyworld_loader()
+    policy = LeRobotToyWorldPolicy.from_checkpoint(checkpoint, device=device)
+    videos = {} if save_videos is None else {"save_videos": save_videos}
+    return evaluate(policy, list(behaviors or tasks.BEHAVIORS), list(envs or scene.ENVIRONMENTS),
+                    20 if episodes is None else episodes, seed=HELD_OUT_SEED if seed is None else seed,
+                    out_dir=None if out_dir is None else Path(out_dir), **videos)

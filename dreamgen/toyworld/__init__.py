@@ -13,7 +13,7 @@ logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs its accel
 from dreamgen.toyworld.env import ToyWorldEnv, render_initial_frame  # noqa: E402
 from dreamgen.toyworld.evaluate import evaluate, wilson_interval  # noqa: E402
 from dreamgen.toyworld.experts import ExpertPolicy, ScriptedExpert  # noqa: E402
-from dreamgen.toyworld.policies import Policy, RandomPolicy, load_policy, register_policy_loader  # noqa: E402
+from dreamgen.toyworld.policies import Policy, RandomPolicy, builtin_policy  # noqa: E402
 from dreamgen.toyworld.scene import ARM_STYLES, ENVIRONMENTS, OBJECT_NAMES  # noqa: E402
 from dreamgen.toyworld.tasks import BEHAVIORS, WorldState, instruction_for, is_success  # noqa: E402
 
@@ -31,8 +31,7 @@ __all__ = [
     "evaluate",
     "instruction_for",
     "is_success",
-    "load_policy",
-    "register_policy_loader",
+    "builtin_policy",
     "render_initial_frame",
     "wilson_interval",
 ]

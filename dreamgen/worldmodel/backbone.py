@@ -1,9 +1,10 @@
-"""The small interface every world-model backbone implements, and the registry that picks one.
+"""The small interface every world-model backbone implements, and the registry backbones join.
 
 A backbone wraps a diffusers pipeline and adds what training and batch generation need:
 build from a preset (scratch) or load from a local diffusers folder, encode videos to the latents the
 transformer sees, encode prompts, the training loss of its upstream recipe, and one-video sampling.
-A third model is one new module defining a `Backbone` subclass plus a `BACKBONES` entry.
+A third model is one new module defining a `Backbone` subclass decorated with `@register_backbone`;
+`dreamgen.worldmodel.backbones.backbone_class(kind)` finds it by its `kind` (the preset's `backbone`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ MODEL_META = "dreamgen_wm.json"  # written next to every model / LoRA we save: w
 
 class Backbone(ABC):
     kind: ClassVar[str]
-    pipeline_components: ClassVar[tuple[str, ...]]  # subfolders a diffusers checkpoint must have
+    # subfolders a diffusers checkpoint must have
+    pipeline_components: ClassVar[tuple[str, ...]] = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     def __init__(self, pipe: Any, preset: WorldModelPreset):
         self.pipe = pipe
@@ -72,7 +74,7 @@ class Backbone(ABC):
         return self
 
     def lora_targets(self) -> list[str]:
-        return list(self.preset.lora.get("targets") or [])
+        return list(self.preset.lora.targets or [])
 
     @abstractmethod
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -106,14 +108,22 @@ class Backbone(ABC):
         return folder
 
 
-def backbone_class(kind: str) -> type[Backbone]:
-    from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
-    from dreamgen.worldmodel.wan import WanI2VBackbone
+_REGISTRY: dict[str, type[Backbone]] = {}
 
-    classes = {c.kind: c for c in (Cosmos2Backbone, WanI2VBackbone)}
-    if kind not in classes:
-        raise DreamgenError(f"unknown world-model backbone {kind!r}; known: {sorted(classes)}")
-    return classes[kind]
+
+def register_backbone(cls: type[Backbone]) -> type[Backbone]:
+    """Class decorator: make a backbone findable by its `kind`."""
+    if cls.kind in _REGISTRY and _REGISTRY[cls.kind] is not cls:
+        raise DreamgenError(f"two world-model backbones named {cls.kind!r}: {_REGISTRY[cls.kind]} and {cls}")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def registered_backbone(kind: str) -> type[Backbone]:
+    """The backbone registered under `kind` (modules register when imported)."""
+    if kind not in _REGISTRY:
+        raise DreamgenError(f"unknown world-model backbone {kind!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[kind]
 
 
 def read_model_meta(folder: str | Path) -> dict[str, Any] | None:

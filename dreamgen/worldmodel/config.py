@@ -1,4 +1,4 @@
-"""World-model presets: one YAML per model size (`configs/worldmodel/<name>.yaml`).
+"""World-model presets: one YAML per model size (`dreamgen/configs/worldmodel/<name>.yaml`).
 
 A preset names the backbone kind, the architecture (used to build a model from scratch, or
 random-weight models for speed benchmarks), the default sampling settings and the training recipe.
@@ -7,34 +7,52 @@ random-weight models for speed benchmarks), the default sampling settings and th
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dreamgen import presets
 from dreamgen.errors import DreamgenError
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "worldmodel"
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "lr": 1e-4,
-    "vae_lr": 1e-3,
-    "vae_steps": 0,
-    "vae_kl_weight": 1e-6,
-    "vae_stats_clips": 64,  # clips encoded to measure the trained autoencoder's latent mean/std
-    "vae_clip_frames": None,  # frames per autoencoder training clip (1 + 4k); None: whole clips
-    "steps": 1000,
-    "batch_size": 1,
-    "weight_decay": 0.01,
-    "warmup_steps": 0,
-    "text_dropout": 0.2,
-    "sigma_p_mean": 0.0,
-    "sigma_p_std": 1.0,
-    "sigma_scale_by_frames": True,
-    "cond_latent_frames": [1, 2],
-    "flow_shift": 5.0,
-}
+def _typed(cls: type, d: dict[str, Any] | Any, source: str, what: str) -> Any:
+    """`cls(**d)` naming unknown keys; an instance of `cls` passes through."""
+    if isinstance(d, cls):
+        return d
+    unknown = sorted(set(d or {}) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise DreamgenError(f"{source}: unknown {what} keys {unknown}")
+    return cls(**copy.deepcopy(d or {}))
+
+
+@dataclass
+class TrainSettings:
+    """The training recipe of a world model (autoencoder phase, then transformer phase)."""
+
+    lr: float = 1e-4
+    vae_lr: float = 1e-3
+    vae_steps: int = 0
+    vae_kl_weight: float = 1e-6
+    vae_stats_clips: int = 64  # clips encoded to measure the trained autoencoder's latent mean/std
+    vae_clip_frames: int | None = None  # frames per autoencoder training clip (1 + 4k); None: whole clips
+    steps: int = 1000
+    batch_size: int = 1
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    text_dropout: float = 0.2
+    sigma_p_mean: float = 0.0
+    sigma_p_std: float = 1.0
+    sigma_scale_by_frames: bool = True
+    cond_latent_frames: list[int] = field(default_factory=lambda: [1, 2])
+    flow_shift: float = 5.0
+
+
+@dataclass
+class LoraSettings:
+    rank: int = 16
+    alpha: float = 16
+    targets: list[str] | None = None  # module names; None: the backbone's default
 
 
 @dataclass
@@ -55,13 +73,13 @@ class WorldModelPreset:
     vae: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
     tokenizer: str = "builtin"
-    train: dict[str, Any] = field(default_factory=dict)
-    lora: dict[str, Any] = field(default_factory=dict)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     source: str = "<memory>"
 
     def __post_init__(self) -> None:
-        self.train = {**TRAIN_DEFAULTS, **(self.train or {})}
-        self.lora = {"rank": 16, "alpha": 16, "targets": None, **(self.lora or {})}
+        self.train = _typed(TrainSettings, self.train, self.source, "train")
+        self.lora = _typed(LoraSettings, self.lora, self.source, "lora")
         if len(self.resolution) != 2 or any(int(v) % 16 for v in self.resolution):
             raise DreamgenError(f"{self.source}: resolution must be [height, width], multiples of 16, "
                                 f"got {self.resolution}")
@@ -89,25 +107,16 @@ class WorldModelPreset:
 
 
 def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return presets.list_presets("worldmodel")
 
 
 def load_preset(name_or_path: str | Path | dict) -> WorldModelPreset:
     """A built-in preset by name (`toy`, `cosmos_predict2_2b`, ...), a YAML file, or a dict."""
     if isinstance(name_or_path, dict):
         return WorldModelPreset.from_dict(name_or_path)
-    path = Path(name_or_path)
-    if not path.suffix:
-        candidate = PRESET_DIR / f"{name_or_path}.yaml"
-        if candidate.is_file():
-            path = candidate
-    if not path.is_file():
+    path = presets.find_preset("worldmodel", name_or_path)
+    if path is None:
         raise DreamgenError(f"unknown world-model preset {str(name_or_path)!r}: not a file and not one of "
                             f"{list_presets()}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DreamgenError(f"{path}: invalid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise DreamgenError(f"{path}: a preset must be a mapping")
-    return WorldModelPreset.from_dict(data, source=str(path))
+    return WorldModelPreset.from_dict(presets.read_yaml_mapping(path, "world-model preset fields"),
+                                      source=str(path))

@@ -1,6 +1,6 @@
 """Cosmos-Predict2 Video2World backbone: `CosmosTransformer3DModel` + `AutoencoderKLWan` + T5.
 
-Training objective (upstream Cosmos-Predict2, DESIGN §8): rectified flow written in EDM-style
+Training objective (upstream Cosmos-Predict2): rectified flow written in EDM-style
 preconditioning. A noise level sigma ~ exp(N(p_mean, p_std)) (times sqrt(latent frames) as upstream
 does for long videos) gives t = sigma / (1 + sigma); the transformer sees x_t = (1 - t) x0 + t eps on
 the generated frames and the clean latents on the first 1-2 conditioning frames (marked by the
@@ -28,7 +28,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_video2world import (
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 from dreamgen.errors import DreamgenError
-from dreamgen.worldmodel.backbone import Backbone
+from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
 log = logging.getLogger(__name__)
@@ -173,11 +173,8 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
                                      padding_mask=padding_mask, return_dict=False)[0]
                 v_cond, v_uncond = v.float().chunk(2)
             else:
-                kw = dict(hidden_states=x_in, timestep=t_in, fps=fps, condition_mask=cond_mask,
-                          padding_mask=padding_mask, return_dict=False)
-                v_cond = self.transformer(encoder_hidden_states=prompt_embeds.to(dtype), **kw)[0].float()
-                v_uncond = (self.transformer(encoder_hidden_states=negative_prompt_embeds.to(dtype), **kw)[0].float()
-                            if do_cfg else None)
+                v_cond, v_uncond = self._velocities(x_in, t_in, fps, cond_mask, padding_mask, prompt_embeds.to(dtype),
+                                                    negative_prompt_embeds.to(dtype) if do_cfg else None)
             # x0 predictions (the stock pipeline rounds them to the transformer dtype; we keep float32)
             x0 = (1 - cur_t) * latents - cur_t * v_cond
             x0 = cond_ind * cond_latents + (1 - cond_ind) * x0
@@ -189,6 +186,18 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
 
         if output_type == "latent":
             return latents
+        return self._decode(latents, device)
+
+    def _velocities(self, x_in, t_in, fps, cond_mask, padding_mask, text, negative_text):
+        """Unfused guidance: the conditional and (with `negative_text`) unconditional velocity, float32."""
+        kw = dict(hidden_states=x_in, timestep=t_in, fps=fps, condition_mask=cond_mask,
+                  padding_mask=padding_mask, return_dict=False)
+        v_cond = self.transformer(encoder_hidden_states=text, **kw)[0].float()
+        v_uncond = self.transformer(encoder_hidden_states=negative_text, **kw)[0].float() if negative_text is not None else None
+        return v_cond, v_uncond
+
+    def _decode(self, latents: torch.Tensor, device: Any) -> np.ndarray:
+        """Denormalised latents -> uint8 (T, H, W, 3) frames, through the video guardrail when it is on."""
         mean = torch.tensor(self.vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
         std = torch.tensor(self.vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
         latents = latents * std / self.scheduler.config.sigma_data + mean
@@ -203,9 +212,9 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
         return frames
 
 
+@register_backbone
 class Cosmos2Backbone(Backbone):
     kind = "cosmos2"
-    pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     @classmethod
     def build(cls, preset: WorldModelPreset, guardrail: Any = None) -> Cosmos2Backbone:
@@ -267,10 +276,10 @@ class Cosmos2Backbone(Backbone):
         tr = self.preset.train
         b, _, n_lat, h, w = latents.shape
         dev = latents.device
-        choices = [c for c in tr["cond_latent_frames"] if c < n_lat] or [1]
+        choices = [c for c in tr.cond_latent_frames if c < n_lat] or [1]
         n_cond = choices[int(torch.randint(len(choices), (1,), generator=generator))]
-        sigma = torch.exp(torch.randn(b, generator=generator) * tr["sigma_p_std"] + tr["sigma_p_mean"]).to(dev)
-        if tr["sigma_scale_by_frames"]:
+        sigma = torch.exp(torch.randn(b, generator=generator) * tr.sigma_p_std + tr.sigma_p_mean).to(dev)
+        if tr.sigma_scale_by_frames:
             sigma = sigma * n_lat ** 0.5
         t = (sigma / (1 + sigma)).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)

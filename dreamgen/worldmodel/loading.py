@@ -13,7 +13,8 @@ from safetensors import safe_open
 
 from dreamgen.errors import DreamgenError
 from dreamgen.io import check_safetensors, check_weights_folder
-from dreamgen.worldmodel.backbone import Backbone, backbone_class, read_model_meta
+from dreamgen.worldmodel.backbone import Backbone, read_model_meta
+from dreamgen.worldmodel.backbones import backbone_class
 from dreamgen.worldmodel.config import WorldModelPreset, load_preset
 
 log = logging.getLogger(__name__)

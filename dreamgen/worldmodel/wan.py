@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from dreamgen.errors import DreamgenError
-from dreamgen.worldmodel.backbone import Backbone
+from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
 
+@register_backbone
 class WanI2VBackbone(Backbone):
     kind = "wan_i2v"
-    pipeline_components = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 
     @classmethod
     def build(cls, preset: WorldModelPreset, guardrail: Any = None) -> WanI2VBackbone:
@@ -83,7 +83,7 @@ class WanI2VBackbone(Backbone):
             raise DreamgenError("the Wan I2V loss needs the clip's pixels for its first-frame condition")
         b = latents.shape[0]
         dev = latents.device
-        shift = float(self.preset.train["flow_shift"])
+        shift = float(self.preset.train.flow_shift)
         u = torch.rand(b, generator=generator).to(dev)
         s = (shift * u / (1 + (shift - 1) * u)).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)

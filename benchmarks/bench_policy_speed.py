@@ -1,6 +1,6 @@
 """Training-speed probe: data-loading throughput (frame cache on/off) and the model's step time.
 
-    python -m dreamgen.policy.speed -d demo_data/toyworld_pick_place -c toyworld_diffusion_tiny \
+    python benchmarks/bench_policy_speed.py -d demo_data/toyworld_pick_place -c toyworld_diffusion_tiny \
         --device cpu --batches 20 --steps 5
 
 Prints seconds per batch for the DataLoader alone (LeRobot decoding vs the frame cache, num_workers=0)
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _timed(fn, n: int) -> tuple[float, float]:
@@ -40,13 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lerobot.optim.factory import make_optimizer_and_scheduler
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
-    from dreamgen.commands.policy import load_preset
-    from dreamgen.policy.finetune import (
-        PolicyTrainConfig,
-        build_train_config,
-        open_mixture,
-        resolve_embodiment,
-    )
+    from dreamgen.policy.finetune import PolicyTrainConfig
     from dreamgen.policy.mixing import (
         CachedMixedDataset,
         DatasetSpec,
@@ -55,8 +52,11 @@ def main(argv: list[str] | None = None) -> dict:
         passthrough_collate,
     )
     from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, resolve_task_conditioning
+    from dreamgen.policy.train_data import open_mixture
+    from dreamgen.policy.train_setup import build_train_config, resolve_embodiment
+    from dreamgen.presets import load_preset
 
-    preset = load_preset(args.config)
+    preset = load_preset("policy", args.config)
     lerobot_args = list(preset.pop("lerobot_args", [])) + list(args.extra) + unknown
     keep = {k: v for k, v in preset.items() if k in ("policy", "embodiment", "batch_size", "task_conditioning",
                                                      "task_dim", "mixed_precision")}

@@ -13,220 +13,22 @@ items inside a step (generate, extract and eval are resumable on their own).
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
 from dreamgen.errors import DreamgenError
-
-log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------
-# configuration
-@dataclass
-class RealDataConfig:
-    dataset: str | None = None  # an existing dataset (e.g. demo_data/toyworld_pick_place); else collected
-    behaviors: list[str] = field(default_factory=lambda: ["pick_place"])
-    envs: list[str] = field(default_factory=lambda: ["default"])
-    episodes: int = 50
-    seed: int = 0
-
-
-@dataclass
-class PriorConfig:
-    """Action-free videos of a *different* arm doing every behavior everywhere: the stand-in for the
-    internet-video pretraining a real world model has before it sees the robot."""
-
-    enabled: bool = False
-    arm_style: str = "floating"
-    behaviors: list[str] | None = None  # None: all
-    envs: list[str] | None = None  # None: all
-    episodes: int = 300
-    seed: int = 100_000
-
-
-@dataclass
-class WorldModelStageConfig:
-    preset: str = "toy"
-    pretrained: str | None = None  # a finetune-wm output folder to start from (e.g. a committed checkpoint)
-    scratch_steps: int = 300  # transformer steps when training from scratch (prior or real videos)
-    scratch_vae_steps: int = 200
-    finetune_mode: str = "lora"  # lora | full (on the real demos, from the prior / pretrained model)
-    finetune_steps: int = 200
-    batch_size: int | None = None
-    lr: float | None = None
-    num_steps: int | None = None  # sampling steps for the dreams
-    guidance: float | None = None
-    device: str | None = None
-    preset_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DreamSetConfig:
-    name: str
-    behaviors: list[str]
-    envs: list[str]
-    count: int
-    seed: int = 50_000
-
-
-@dataclass
-class IDMStageConfig:
-    model_config: str = "toyworld"
-    steps: int = 400
-    batch_size: int = 32
-    device: str = "auto"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class FilterStageConfig:
-    enabled: bool = True  # score every dream with the sim-replay judge and also build filtered datasets
-
-
-@dataclass
-class PolicyStageConfig:
-    preset: str = "toyworld_diffusion_tiny"
-    steps: int | None = None
-    batch_size: int | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
-    variants: list[str] = field(default_factory=lambda: ["real_only", "real_neural"])
-    neural: str = "filtered"  # which neural datasets the real_neural / neural_only policies use: raw | filtered
-    neural_weight: float = 1.0  # total sampling weight of the neural data (the real data has weight 1)
-    use_state: bool = True  # dreams get the state their action labels imply (ToyWorld kinematics)
-    device: str | None = None
-    lerobot_args: list[str] = field(default_factory=list)
-
-
-@dataclass
-class EvalStageConfig:
-    episodes: int = 10
-    seed: int = 777
-    save_videos: int = 1
-    device: str | None = None
-    # (behavior, env) cells; default: the training cell, every dreamed behavior in the training env,
-    # the training behavior in every dreamed env
-    cells: list[list[str]] | None = None
-
-
-@dataclass
-class PipelineConfig:
-    name: str = "toyworld"
-    real: RealDataConfig = field(default_factory=RealDataConfig)
-    prior: PriorConfig = field(default_factory=PriorConfig)
-    wm: WorldModelStageConfig = field(default_factory=WorldModelStageConfig)
-    dreams: list[DreamSetConfig] = field(default_factory=list)
-    idm: IDMStageConfig = field(default_factory=IDMStageConfig)
-    filter: FilterStageConfig = field(default_factory=FilterStageConfig)
-    policy: PolicyStageConfig = field(default_factory=PolicyStageConfig)
-    eval: EvalStageConfig = field(default_factory=EvalStageConfig)
-    scaling: list[int] = field(default_factory=list)  # neural-trajectory counts for the scaling curve
-    image_size: int = 64
-
-
-def _build(cls, data: Any, where: str):
-    if is_dataclass(cls) and isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise DreamgenError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise DreamgenError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
-    kwargs = {}
-    for k, v in data.items():
-        sub = _NESTED.get((cls.__name__, k))
-        if sub is list:
-            kwargs[k] = [_build(DreamSetConfig, x, f"{where}.{k}[{i}]") for i, x in enumerate(v or [])]
-        elif sub is not None:
-            kwargs[k] = _build(sub, v, f"{where}.{k}")
-        else:
-            kwargs[k] = v
-    return cls(**kwargs)
-
-
-_NESTED = {
-    ("PipelineConfig", "real"): RealDataConfig,
-    ("PipelineConfig", "prior"): PriorConfig,
-    ("PipelineConfig", "wm"): WorldModelStageConfig,
-    ("PipelineConfig", "dreams"): list,
-    ("PipelineConfig", "idm"): IDMStageConfig,
-    ("PipelineConfig", "filter"): FilterStageConfig,
-    ("PipelineConfig", "policy"): PolicyStageConfig,
-    ("PipelineConfig", "eval"): EvalStageConfig,
-}
-
-
-def load_pipeline_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise DreamgenError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DreamgenError(f"{path}: invalid YAML ({exc})") from None
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    cfg = _build(PipelineConfig, data, str(path))
-    _validate(cfg, str(path))
-    return cfg
-
-
-def _validate(cfg: PipelineConfig, where: str) -> None:
-    from dreamgen.toyworld.scene import ARM_STYLES, ENVIRONMENTS
-    from dreamgen.toyworld.tasks import BEHAVIORS
-
-    def check(kind, names, valid):
-        for n in names or []:
-            if n not in valid:
-                raise DreamgenError(f"{where}: unknown {kind} {n!r}; valid: {', '.join(valid)}")
-
-    check("behavior", cfg.real.behaviors, BEHAVIORS)
-    check("environment", cfg.real.envs, ENVIRONMENTS)
-    check("behavior", cfg.prior.behaviors, BEHAVIORS)
-    check("environment", cfg.prior.envs, ENVIRONMENTS)
-    check("arm_style", [cfg.prior.arm_style], ARM_STYLES)
-    names = [d.name for d in cfg.dreams]
-    if len(set(names)) != len(names):
-        raise DreamgenError(f"{where}: dream set names must be unique, got {names}")
-    for d in cfg.dreams:
-        check("behavior", d.behaviors, BEHAVIORS)
-        check("environment", d.envs, ENVIRONMENTS)
-        if d.count < 1:
-            raise DreamgenError(f"{where}: dream set {d.name!r} needs count >= 1")
-    for v in cfg.policy.variants:
-        if v not in VARIANTS:
-            raise DreamgenError(f"{where}: unknown policy variant {v!r}; valid: {', '.join(VARIANTS)}")
-    if cfg.policy.neural not in ("raw", "filtered"):
-        raise DreamgenError(f"{where}: policy.neural must be raw or filtered")
-    if cfg.policy.neural == "filtered" and not cfg.filter.enabled:
-        raise DreamgenError(f"{where}: policy.neural is 'filtered' but filter.enabled is false")
-    if cfg.wm.finetune_mode not in ("lora", "full"):
-        raise DreamgenError(f"{where}: wm.finetune_mode must be lora or full")
-
-
-# real_neural / neural_only use policy.neural's datasets; the _raw / _filtered forms pick explicitly
-VARIANTS = ["real_only", "real_neural", "neural_only", "real_neural_raw", "real_neural_filtered",
-            "neural_only_raw", "neural_only_filtered"]
-
-# ----------------------------------------------------------------------------------------------
-# the runner
-STEPS = ["real", "prior", "world_model", "dreams", "idm", "judge", "neural", "policies", "eval", "report"]
+from dreamgen.experiment.config import STEPS, PipelineConfig
+from dreamgen.experiment.results import dream_folder, write_experiment_report
+from dreamgen.io import atomic_write_text
+from dreamgen.presets import load_preset
 
 
 class Pipeline:
+    """The experiment's steps (`STEPS`) as methods `step_<name>`, run in order by `run`."""
+
     def __init__(self, cfg: PipelineConfig, out: str | Path, echo=print, runs: list[str] | None = None):
         """`runs` restricts the policies and eval steps to these policy runs (e.g. to train them in
         parallel processes); names as in `policy_runs()`, e.g. real_only_s0, scale_50_s0."""
@@ -242,9 +44,7 @@ class Pipeline:
     @staticmethod
     def _write_json(path: Path, data: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may share the folder
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(data, indent=2, default=str))  # several processes may share the folder
 
     def _done(self, step: str) -> bool:
         return (self.out / ".done" / step).is_file()
@@ -280,7 +80,7 @@ class Pipeline:
         return Path(self.cfg.real.dataset) if self.cfg.real.dataset else self.out / "real"
 
     def dream_dir(self, name: str) -> Path:
-        return self.out / "dreams" / name
+        return dream_folder(self.out, name)
 
     def neural_dir(self, name: str, kind: str) -> Path:
         return self.out / "neural" / f"{name}_{kind}"
@@ -409,13 +209,14 @@ class Pipeline:
     def step_judge(self) -> Path | str:
         if not self.cfg.filter.enabled:
             return "skipped (filter.enabled is false)"
+        from dreamgen.experiment.judges import IDMLabeller, sim_replay_judge_fn
         from dreamgenbench import filter_dreams, score_videos
         from dreamgenbench.judges.python_callable import PythonCallableJudge
 
-        labeller = _Labeller(self._idm_checkpoint(), self.cfg.idm.device)
+        labeller = IDMLabeller(self._idm_checkpoint(), self.cfg.idm.device)
         for d in self.cfg.dreams:
             manifest = {it["index"]: it for it in self._read_json(self.out / "dream_inputs" / d.name / "manifest.json")}
-            judge = PythonCallableJudge(_sim_replay_fn(labeller, manifest, self.cfg.image_size),
+            judge = PythonCallableJudge(sim_replay_judge_fn(labeller, manifest, self.cfg.image_size),
                                         name="toyworld-sim-replay")
             csv_path = self.out / "scores" / f"{d.name}.csv"
             csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -570,191 +371,11 @@ class Pipeline:
 
     # -- 10. report -------------------------------------------------------------------------
     def step_report(self) -> Path:
-        from dreamgen.report import DreamEntry, Report, SuccessRow, contact_sheet, plot_loss_csv, write_report
-
-        rep = Report(title=f"DreamGen on ToyWorld — {self.cfg.name}",
-                     intro="Real demos of one behavior in one environment, a world model fine-tuned on them, dreams "
-                           "of new behaviors and environments from new first frames, an IDM trained on the real demos "
-                           "labelling the dreams, and policies trained with and without those neural trajectories.")
-        for step in STEPS[:-1]:
-            if step in self.timings:
-                rep.steps.append((step, f"{self.timings[step]:.0f} s -> {self.out / step}"
-                                  if (self.out / step).exists() else f"{self.timings[step]:.0f} s"))
-        scores = self._scores()
-        sheets = self.out / "report_assets" / "sheets"
-        for d in self.cfg.dreams:
-            for video in sorted(self.dream_dir(d.name).glob("*.mp4"), key=lambda p: int(p.stem.split("_")[0]))[:6]:
-                from dreamgen.naming import parse_dream_path
-
-                _, instruction = parse_dream_path(video)
-                png = contact_sheet(video, sheets / d.name / f"{video.stem}.png")
-                s = scores.get(str(video.resolve()))
-                rep.dreams.append(DreamEntry(video, f"[{d.name}] {instruction}", png,
-                                             {"sim-replay": s} if s is not None else {},
-                                             kept=None if s is None else s == "1"))
-        curves = self.out / "report_assets" / "curves"
-        for caption, csv_path in self._loss_csvs():
-            png = curves / f"{csv_path.parent.name}_{csv_path.stem}.png"
-            rep.curves.append((caption, plot_loss_csv(csv_path, png, caption)))
-        idm_eval = self._read_json(self.out / "idm" / "eval.json")
-        if idm_eval:
-            rep.metrics.append(("IDM held-out action MSE (normalised)", f"{idm_eval['idm_mse']:.4f}"))
-            rep.metrics.append(("predict-the-mean MSE (normalised)", f"{idm_eval['baseline_mse']:.4f}"))
-            r = idm_eval.get("replay") or {}
-            if r:
-                rep.metrics.append((f"open-loop replay success of IDM labels ({r['episodes']} held-out demos)",
-                                    f"{r['idm_replay_success']:.0%} (expert actions: {r['expert_replay_success']:.0%})"))
-        for d in self.cfg.dreams:
-            summary = self._read_json(self.out / "scores" / f"{d.name}.summary.json")
-            if summary:
-                rep.metrics.append((f"dreams passing the sim-replay judge: {d.name}",
-                                    f"{summary.get('score', float('nan')):.2f} of {summary.get('n')}"))
-        table = self._success_rows()
-        rep.success = [SuccessRow(**r) for r in table]
-        rep.notes.append("sim-replay judge: the IDM labels a dream, the labels are replayed open-loop in ToyWorld from "
-                         "the dream's own initial state, and the task's success predicate decides (a ToyWorld-only "
-                         "stand-in for a VLM judge, reported as such).")
-        self._write_json(self.out / "results.json", {"success": table, "idm": idm_eval, "timings": self.timings})
-        if self.cfg.scaling:
-            rep.curves.append(("success vs. neural trajectories", self._scaling_plot(self._success_rows(per_seed=True))))
-        html_path, _ = write_report(rep, self.out)
-        return html_path
-
-    def _scores(self) -> dict[str, str]:
-        import csv
-
-        out = {}
-        for path in (self.out / "scores").glob("*.csv"):
-            with path.open() as f:
-                for row in csv.DictReader(f):
-                    out[str(Path(row["video_path"]).resolve())] = row["prediction"]
-        return out
-
-    def _loss_csvs(self) -> list[tuple[str, Path]]:
-        """(caption, CSV with a step column and *loss* columns) for every training that ran."""
-        import csv
-
-        found = [(caption, self.out / rel) for caption, rel in
-                 (("world model: prior (VAE, then transformer)", "wm_prior/loss.csv"),
-                  ("world model: on the real demos", "wm/loss.csv")) if (self.out / rel).is_file()]
-        curves = self.out / "report_assets" / "curves"
-        series: dict[str, dict[int, dict[str, float]]] = {}
-        states = sorted((self.out / "idm").glob("checkpoint-*/train_state.json"),
-                        key=lambda p: int(p.parent.name.split("-")[-1]))
-        if states:
-            rows = series.setdefault("IDM (train and held-out loss)", {})
-            for h in json.loads(states[-1].read_text()).get("history", []):
-                for key in ("loss", "val_loss"):
-                    if key in h:
-                        rows.setdefault(int(h["step"]), {})[key] = float(h[key])
-        for log_path in sorted((self.out / "policies").glob("*/train_log.jsonl")):
-            rows = series.setdefault("policies (training loss)", {})
-            for line in log_path.read_text().splitlines():
-                rec = json.loads(line)
-                if "loss" in rec:
-                    rows.setdefault(int(rec["step"]), {})[f"loss {log_path.parent.name}"] = float(rec["loss"])
-        for caption, rows in series.items():
-            if not rows:
-                continue
-            cols = sorted({c for r in rows.values() for c in r})
-            path = curves / f"{caption.split(' ')[0].lower()}_loss.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["step", *cols])
-                for step in sorted(rows):
-                    w.writerow([step, *(rows[step].get(c, "") for c in cols)])
-            found.append((caption, path))
-        return found
-
-    def _success_rows(self, per_seed: bool = False) -> list[dict[str, Any]]:
-        """Successes per (policy, behavior, env), seeds pooled; `per_seed`: per run (policy named `<name>_s<seed>`)."""
-        rows: dict[tuple[str, str, str], list[int]] = {}
-        for res in sorted((self.out / "eval").glob("*/*/results.json")):
-            run = res.parent.parent.name
-            policy = run if per_seed else run.rsplit("_s", 1)[0]
-            data = json.loads(res.read_text())
-            for cell in data.get("results", []):
-                key = (policy, cell["behavior"], cell["env"])
-                acc = rows.setdefault(key, [0, 0])
-                acc[0] += int(cell["successes"])
-                acc[1] += int(cell["episodes"])
-        return [{"policy": p, "behavior": b, "env": e, "successes": s, "episodes": n}
-                for (p, b, e), (s, n) in rows.items()]
-
-    def _scaling_plot(self, table: list[dict[str, Any]]) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from dreamgen.intervals import wilson_interval
-
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-        seed0 = self.cfg.policy.seeds[0]
-        train_b, train_e = self.cfg.real.behaviors[0], self.cfg.real.envs[0]
-        for label, pred in (("training cell", lambda r: (r["behavior"], r["env"]) == (train_b, train_e)),
-                            ("new behaviors / envs", lambda r: (r["behavior"], r["env"]) != (train_b, train_e))):
-            xs, ys, lo, hi = [], [], [], []
-            for n in self.cfg.scaling:
-                name = "real_only" if n == 0 and "real_only" in self.cfg.policy.variants else f"scale_{n}"
-                rs = [r for r in table if r["policy"] == f"{name}_s{seed0}" and pred(r)]
-                s, tot = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
-                if tot:
-                    a, b = wilson_interval(s, tot)
-                    xs.append(n), ys.append(s / tot), lo.append(s / tot - a), hi.append(b - s / tot)
-            if xs:
-                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
-        ax.set_xscale("symlog", linthresh=50)
-        ax.set_xlabel("neural trajectories")
-        ax.set_ylabel("success rate")
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = self.out / "report_assets" / "curves" / "scaling.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return write_experiment_report(self.cfg, self.out, self.timings)
 
 
 # ----------------------------------------------------------------------------------------------
-# the ToyWorld sim-replay judge
-class _Labeller:
-    """An IDM checkpoint, loaded once, that turns frames into actions."""
-
-    def __init__(self, checkpoint: str | Path, device: str = "auto"):
-        from dreamgen.idm import load_idm
-        from dreamgen.idm.extract import _device_and_autocast
-
-        self.device, self.autocast = _device_and_autocast(device, "auto")
-        self.model, self.embodiment, _ = load_idm(checkpoint, self.device)
-
-    def label(self, frames: np.ndarray) -> np.ndarray:
-        import torch
-
-        from dreamgen.idm import label_frames
-
-        with torch.no_grad():
-            return label_frames(self.model, self.embodiment, frames, device=self.device, autocast=self.autocast)
-
-
-def _sim_replay_fn(labeller: _Labeller, manifest: dict[int, dict], image_size: int):
-    from dreamgen.data import read_video
-    from dreamgen.naming import parse_dream_path
-    from dreamgen.toyworld.replay import replay_actions
-
-    def judge(video: str | Path, instruction: str, task: str) -> str:
-        index, _ = parse_dream_path(video)
-        item = manifest.get(index)
-        if item is None:
-            raise DreamgenError(f"{video}: no dream input #{index} in the manifest")
-        actions = labeller.label(read_video(video))
-        ok = replay_actions(actions, item["behavior"], item["env"], item["seed"], image_size)
-        return "1" if ok else "0"
-
-    return judge
+# helpers of the steps
 
 
 def _add_integrated_state(src: Path, dst: Path) -> int:
@@ -791,12 +412,7 @@ def _checkpoint_step(run: Path) -> int | None:
 
 
 def _policy_preset(name: str) -> dict[str, Any]:
-    path = Path(name)
-    if not path.is_file():
-        path = Path(__file__).resolve().parent.parent / "configs" / "policy" / f"{name}.yaml"
-    if not path.is_file():
-        raise DreamgenError(f"policy preset {name!r} not found (configs/policy/<name>.yaml or a YAML path)")
-    return yaml.safe_load(path.read_text()) or {}
+    return load_preset("policy", name, "finetune-policy settings")
 
 
 def copy_tree(src: Path, dst: Path) -> None:
