@@ -20,7 +20,7 @@ say() { echo "$(date +%T) $*" >> "$out/progress.log"; }
 if [ "${TW2_TINY:-0}" = 1 ]; then
   ns=(4 6); idm_n=6; held_n=3; steps=4; idm_steps=4; eval_n=2; dev=cpu; dg=".venv/bin/dreamgen"; py=.venv/bin/python
 else
-  ns=(25 50 100 200); idm_n=300; held_n=50; steps=10000; idm_steps=6000; eval_n=100; dev=cuda
+  ns=(25 50 100 200); idm_n=300; held_n=50; steps=${TW2_STEPS:-4500}; idm_steps=${TW2_IDM_STEPS:-3000}; eval_n=100; dev=cuda
 fi
 big=${ns[-1]}
 
@@ -36,13 +36,13 @@ wait
 
 say "train"
 preset=toyworld_diffusion; [ "${TW2_TINY:-0}" = 1 ] && preset=toyworld_diffusion_tiny
-sed 's/^vision_trunk_layers: 2/vision_trunk_layers: 3/' "configs/policy/$preset.yaml" > "$out/preset_l3.yaml"
+sed 's/^vision_trunk_layers: 2/vision_trunk_layers: 3/' "dreamgen/configs/policy/$preset.yaml" > "$out/preset_l3.yaml"
 train() { $dg finetune-policy -c "$1" -d "$out/data/pp$2" -o "$out/pol_$3" --device "$dev" --steps "$steps" \
-  --save-freq "$steps" > "$out/logs/train_$3.log" 2>&1 || say "FAILED train $3"; }
+  --batch-size "${TW2_BATCH:-128}" --save-freq "$steps" > "$out/logs/train_$3.log" 2>&1 || say "FAILED train $3"; }
 for n in "${ns[@]}"; do train "$preset" "$n" "n$n" & done
-train "$out/preset_l3.yaml" "$big" "n${big}_l3" &
+[ "${TW2_L3:-0}" = 1 ] && train "$out/preset_l3.yaml" "$big" "n${big}_l3" &
 $dg idm-train --dataset-path "$out/data/idm_train" --out "$out/idm" -e toyworld --model-config toyworld_state \
-  --batch-size 64 --max-steps "$idm_steps" --save-steps "$idm_steps" --lr 1e-3 --val-fraction 0.05 --device "$dev" \
+  --batch-size 64 --max-steps "$idm_steps" --save-steps "$idm_steps" --lr 1e-3 --val-fraction 0.05 \
   > "$out/logs/train_idm.log" 2>&1 || say "FAILED idm"
 say "idm trained"
 for d in "$out"/data/held_*; do
@@ -57,7 +57,7 @@ say "evaluate"
 ev() { $dg eval-policy "$out/pol_$1" -b "$2" --env "$3" -n "$eval_n" --device "$dev" -o "$out/eval/$1_$2_$3" \
   > "$out/logs/eval_$1_$2_$3.log" 2>&1 || say "FAILED eval $1 $2 $3"; }
 for n in "${ns[@]}"; do ev "n$n" pick_place default & done
-ev "n${big}_l3" pick_place default &
+[ "${TW2_L3:-0}" = 1 ] && ev "n${big}_l3" pick_place default &
 for b in put_in_bin push lift; do ev "n$big" "$b" default & done
 for e in dark_table checker evening; do ev "n$big" pick_place "$e" & done
 wait
