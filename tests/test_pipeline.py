@@ -56,7 +56,7 @@ def test_every_artefact_exists_and_is_valid(run):
     assert len(dreams) == 4
     for v in dreams:
         frames = read_video(v)
-        assert frames.shape == (25, 64, 64, 3)  # the toyworld embodiment's world-model clip
+        assert frames.shape == (37, 64, 64, 3)  # the toyworld embodiment's world-model clip (v2: 37 frames)
         assert json.loads(v.with_suffix(".json").read_text())["instruction"]
     scores = (out / "scores" / "augment.csv").read_text().splitlines()
     assert scores[0] == "video_path,prompt,prediction,raw_reply" and len(scores) == 3

@@ -64,7 +64,7 @@ def test_toyworld_embodiment():
     emb = get_embodiment("toyworld")
     assert emb.fps == 10 and emb.video_key == "observation.images.front"
     assert emb.state_dim == 4 and emb.action_dim == 4
-    assert emb.wm_resolution == [64, 64] and emb.idm_image_size == [64, 64]
+    assert emb.wm_resolution == [64, 64] and emb.idm_image_size == [96, 96]
     assert emb.idm.observation_offsets == [0, 8] and emb.idm.action_horizon == 8
     # statistics come from expert data: actions span [-1, 1]; the gripper state spans open..closed
     for key in ("observation.state", "action"):

@@ -22,7 +22,7 @@ def actions_from_states(states: np.ndarray, rules: list[ActionFromState],
     if direct is not None:
         out = np.array(direct, dtype=np.float64, copy=True)
     else:
-        out = np.zeros((t, action_dim or 0), np.float64)
+        out = np.zeros((t, action_dim or max((r.action[1] for r in rules), default=0)), np.float64)
     for r in rules:
         a0, a1 = r.action
         s = states[:, r.state[0]:r.state[1]]
