@@ -125,7 +125,7 @@ def main(argv=None) -> None:
         cmd = "python benchmarks/bench_pixel_judge.py " + " ".join(sys.argv[1:] if argv is None else argv)
         note = (f"\n## ToyWorld pixel judge vs the simulator predicate ({datetime.date.today()}, "
                 f"{platform.node()}, {platform.processor() or platform.machine()})\n\n`{cmd}`: {a.size}x{a.size} frames, "
-                f"seeds {a.seed}-{a.seed + a.episodes - 1} per (behavior, env), variants {', '.join(VARIANTS)} "
+                f"seeds {a.seed} + 1000 x env index + 0..{a.episodes - 1} per (behavior, env), variants {', '.join(VARIANTS)} "
                 f"in turn; positive = the predicate holds at the last frame.\n\n{text}\n")
         with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
             f.write(note)
