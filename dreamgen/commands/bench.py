@@ -19,7 +19,14 @@ def _judge(kind: str, model: str | None, *, device, dtype, base_url, api_key, ti
     if kind in ("openai", "gpt4o"):
         return make_judge("openai", model, base_url=base_url, api_key=api_key, timeout_s=timeout,
                           max_retries=max_retries, seed=seed, max_tokens=max_new_tokens)
-    raise DreamgenError(f"unknown judge {kind!r}: expected qwen or openai")
+    if kind == PIXEL_JUDGE:  # ToyWorld only, no model: positions read by colour (dreamgen/toyworld/pixel_judge.py)
+        from dreamgen.toyworld.pixel_judge import ToyWorldPixelJudge
+
+        return ToyWorldPixelJudge()
+    raise DreamgenError(f"unknown judge {kind!r}: expected qwen, openai or {PIXEL_JUDGE}")
+
+
+PIXEL_JUDGE = "toyworld-pixel"
 
 
 def register(app: typer.Typer) -> None:
@@ -29,8 +36,9 @@ def register(app: typer.Typer) -> None:
                                                 "<model>/<split>/ sub-folders, or the video folders themselves."),
         do_if: bool = typer.Option(False, "--if", help="Score instruction following."),
         do_pa: bool = typer.Option(False, "--pa", help="Score physics alignment. Neither flag: both."),
-        judge: str = typer.Option("qwen", "--judge", help="qwen (local Qwen-VL) or openai (GPT-4o / any "
-                                  "OpenAI-compatible server)."),
+        judge: str = typer.Option("qwen", "--judge", help="qwen (local Qwen-VL), openai (GPT-4o / any "
+                                  "OpenAI-compatible server) or toyworld-pixel (ToyWorld videos: success read "
+                                  "from object/plate/bin colours; IF only)."),
         model: str = typer.Option(None, "--model", help="qwen: local model folder (default "
                                   "Qwen/Qwen2.5-VL-7B-Instruct from the local cache); openai: model name (gpt-4o)."),
         pa_judge: list[str] = typer.Option(None, "--pa-judge", help="PA judge as KIND:MODEL (repeatable), e.g. "
@@ -62,8 +70,10 @@ def register(app: typer.Typer) -> None:
         from dreamgenbench.scoring import set_seed
 
         check_output_location(out, "--out", {f"VIDEO_DIRS[{i}]": d for i, d in enumerate(video_dirs)})
+        if judge == PIXEL_JUDGE and (do_pa or any(p.startswith(PIXEL_JUDGE) for p in pa_judge or [])):
+            raise DreamgenError(f"the {PIXEL_JUDGE} judge scores instruction following only: drop --pa / --pa-judge")
         if not do_if and not do_pa:
-            do_if = do_pa = True
+            do_if, do_pa = True, judge != PIXEL_JUDGE
         set_seed(seed)
         opts = dict(device=device, dtype=dtype, base_url=base_url, api_key=api_key, timeout=timeout,
                     max_retries=max_retries, seed=seed, max_new_tokens=max_new_tokens)
