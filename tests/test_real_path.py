@@ -91,3 +91,78 @@ def test_mixed_inputs_are_refused_before_labelling(idm_ckpt, tmp_path, odd):
     assert "\n" not in msg and msg.startswith(str(odd_file)) and "dreamgen preprocess" in msg
     assert ("8 fps" in msg) if odd == "fps" else ("64x32" in msg and "64x48" in msg)
     assert _no_labelling_started(out)
+
+
+# -- item 3b: a LoRA keeps its alpha ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lora_alpha8(tmp_path_factory):
+    """A tiny Cosmos2 base and a LoRA of rank 4, alpha 8 (scale 2) trained on it for a few steps, plus the
+    reference: the base with the trained adapter weights set in memory, never saved in diffusers form."""
+    import torch
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+
+    from dreamgen.data import write_video
+    from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
+    from dreamgen.worldmodel.loading import load_world_model
+    from tests.test_worldmodel import ft, moving_square, tiny_preset
+
+    root = tmp_path_factory.mktemp("wm_alpha")
+    (root / "vids").mkdir()
+    write_video(root / "vids" / "v.mp4", moving_square(0, n=5), 10)
+    (root / "vids" / "v.txt").write_text("move the red cube")
+    torch.manual_seed(0)
+    Cosmos2Backbone.build(tiny_preset()).save(root / "base")
+    out = ft(root, "lora", mode="lora", pretrained=str(root / "base"), steps=3, lr=3e-2, lora_alpha=8)
+    ref = load_world_model(root / "base")
+    ref.transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=ref.lora_targets()))
+    params = dict(ref.transformer.named_parameters())
+    ckpt = sorted((out / "checkpoints").glob("step_*"))[-1]
+    for name, value in load_file(str(ckpt / "trainable.safetensors")).items():
+        params[name].data.copy_(value)
+    return root, out, ref
+
+
+def _stock_load(root: Path, lora_folder: Path):
+    """The base loaded, then the LoRA through diffusers' own model API (no dreamgen code in between)."""
+    from dreamgen.worldmodel.loading import LORA_FILE, load_world_model
+
+    bb = load_world_model(root / "base")
+    bb.transformer.load_lora_adapter(str(lora_folder), weight_name=LORA_FILE, prefix="transformer")
+    return bb
+
+
+def test_lora_with_alpha_not_rank_reloads_at_its_scale(lora_alpha8):
+    from safetensors import safe_open
+
+    from dreamgen.worldmodel.loading import LORA_FILE, load_world_model
+    from tests.test_worldmodel import sample
+
+    root, out, ref = lora_alpha8
+    with safe_open(str(out / LORA_FILE), "pt") as f:
+        header = json.loads(f.metadata()["lora_adapter_metadata"])
+    assert header["transformer.r"] == 4 and header["transformer.lora_alpha"] == 8
+    want = sample(ref)
+    assert not np.array_equal(want, sample(load_world_model(root / "base")))  # the LoRA changes the output
+    np.testing.assert_array_equal(sample(load_world_model(out)), want)  # dreamgen
+    np.testing.assert_array_equal(sample(_stock_load(root, out)), want)  # stock diffusers
+
+
+def test_lora_saved_without_header_loads_with_recorded_alpha(lora_alpha8, tmp_path):
+    """A LoRA file from before the header (alpha lost to diffusers): dreamgen restores the scale from the
+    rank/alpha its dreamgen_wm.json records; stock diffusers, with nothing to read, loads alpha = rank."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from dreamgen.worldmodel.loading import LORA_FILE, load_world_model
+    from tests.test_worldmodel import sample
+
+    root, out, ref = lora_alpha8
+    old = tmp_path / "old_lora"
+    shutil.copytree(out, old, ignore=shutil.ignore_patterns("checkpoints"))
+    save_file(load_file(str(old / LORA_FILE)), str(old / LORA_FILE), metadata={"format": "pt"})
+    want = sample(ref)
+    np.testing.assert_array_equal(sample(load_world_model(old)), want)
+    assert not np.array_equal(sample(_stock_load(root, old)), want)  # the bug the header fixes
