@@ -166,3 +166,49 @@ def test_lora_saved_without_header_loads_with_recorded_alpha(lora_alpha8, tmp_pa
     want = sample(ref)
     np.testing.assert_array_equal(sample(load_world_model(old)), want)
     assert not np.array_equal(sample(_stock_load(root, old)), want)  # the bug the header fixes
+
+
+# -- item 6: a quiet environment -------------------------------------------------------------------------
+
+def _stderr_of(code: str, tmp_path: Path) -> str:
+    """Run `code` in a fresh interpreter and return what reached its stderr file descriptor (libav and
+    libx264 write there directly, below Python's sys.stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stderr
+
+
+def test_writing_videos_and_datasets_prints_no_encoder_chatter(tmp_path):
+    # two episodes: LeRobot restores FFmpeg's default (printing) log callback after encoding the first
+    code = """
+import numpy as np
+from dreamgen.data import DatasetWriter, write_video
+from dreamgen.idm.synthetic import synthetic_embodiment
+with DatasetWriter("ds", synthetic_embodiment()) as w:
+    for k in range(2):
+        w.add_episode(np.full((6, 32, 32, 3), 40 * k, np.uint8), np.zeros((6, 2), np.float32), "move it")
+write_video("v.mp4", np.full((6, 32, 32, 3), 40, np.uint8), 10)
+"""
+    err = _stderr_of(code, tmp_path)
+    assert (tmp_path / "ds" / "meta" / "info.json").is_file() and (tmp_path / "v.mp4").is_file()
+    for noise in ("libx264", "Error parsing option", "Map:", "[mp4 @", "[mov,mp4"):
+        assert noise not in err, err[-2000:]
+
+
+def test_lerobot_decoder_choice_prints_no_traceback(tmp_path):
+    code = """
+import lerobot.datasets.lerobot_dataset
+from dreamgen.data.video import disable_unloadable_torchcodec
+ok = disable_unloadable_torchcodec()
+from lerobot.utils.import_utils import get_safe_default_video_backend
+assert get_safe_default_video_backend() == ("torchcodec" if ok else "pyav")
+"""
+    err = _stderr_of(code, tmp_path)
+    assert "Traceback" not in err and "libtorchcodec" not in err, err[-2000:]
+    assert len(err.strip().splitlines()) <= 1, err  # at most LeRobot's one-line fallback note

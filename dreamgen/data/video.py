@@ -41,6 +41,33 @@ def video_info(path: str | Path) -> VideoInfo:
         raise VideoError(f"{path}: unreadable video ({exc})") from None
 
 
+def quiet_libav() -> None:
+    """FFmpeg's own log level to warnings, process-wide. LeRobot hands libav's logging back to FFmpeg's
+    default callback (stderr, INFO by default) after each episode it encodes, so without this libx264's
+    banner and per-file statistics reach the terminal for every video written. (x264 has no option that
+    silences them all: the "264 - core ..." banner is printed by libavcodec itself, at INFO.)"""
+    av.logging.set_libav_level(av.logging.WARNING)
+
+
+def disable_unloadable_torchcodec() -> bool:
+    """Whether torchcodec works here; if not, hide it so LeRobot falls back to PyAV with one line.
+
+    LeRobot picks its default decoder (e.g. whenever a training config is made) by importing torchcodec,
+    and when that fails (torchcodec installed without FFmpeg's shared libraries, which PyAV's wheels do
+    not provide) it logs torchcodec's whole loading traceback. One quiet import decides; a module that
+    cannot load is marked absent in `sys.modules`, which `importlib.util.find_spec` reads as not installed."""
+    import sys
+
+    if sys.modules.get("torchcodec", False) is None:
+        return False
+    try:
+        import torchcodec  # noqa: F401
+        return True
+    except (ImportError, OSError, RuntimeError):
+        sys.modules["torchcodec"] = None  # type: ignore[assignment]
+        return False
+
+
 def read_video(path: str | Path, indices: Sequence[int] | None = None) -> np.ndarray:
     """Decode frames as uint8 RGB (T, H, W, 3). `indices` picks frames (any order, repeats allowed).
 
@@ -118,8 +145,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
 
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            # x264 prints a statistics block per file at info level unless told otherwise
-            stream.options = {"crf": str(crf), "x264-params": "log-level=error"} if codec == "libx264" else {}
+            stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+            quiet_libav()  # x264's statistics block per file is at INFO
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     container.mux(packet)
