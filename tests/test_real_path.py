@@ -212,3 +212,14 @@ assert get_safe_default_video_backend() == ("torchcodec" if ok else "pyav")
     err = _stderr_of(code, tmp_path)
     assert "Traceback" not in err and "libtorchcodec" not in err, err[-2000:]
     assert len(err.strip().splitlines()) <= 1, err  # at most LeRobot's one-line fallback note
+
+
+# -- item 7: one vocabulary ------------------------------------------------------------------------------
+
+def test_preprocess_has_no_default_embodiment(tmp_path):
+    from tests.test_bad_inputs import run_cli
+
+    (tmp_path / "src" / "Task").mkdir(parents=True)
+    code, _, err = run_cli("preprocess", tmp_path / "src", tmp_path / "dst")
+    assert code == 2 and "-e/--embodiment" in err and "gr1" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "dst").exists()
