@@ -204,14 +204,14 @@ write_video("v.mp4", np.full((6, 32, 32, 3), 40, np.uint8), 10)
 def test_lerobot_decoder_choice_prints_no_traceback(tmp_path):
     code = """
 import lerobot.datasets.lerobot_dataset
-from dreamgen.data.video import disable_unloadable_torchcodec
-ok = disable_unloadable_torchcodec()
+from dreamgen.data.video import quiet_torchcodec_fallback
+quiet_torchcodec_fallback()
 from lerobot.utils.import_utils import get_safe_default_video_backend
-assert get_safe_default_video_backend() == ("torchcodec" if ok else "pyav")
+get_safe_default_video_backend(), get_safe_default_video_backend()
 """
     err = _stderr_of(code, tmp_path)
     assert "Traceback" not in err and "libtorchcodec" not in err, err[-2000:]
-    assert len(err.strip().splitlines()) <= 1, err  # at most LeRobot's one-line fallback note
+    assert len(err.strip().splitlines()) <= 2, err  # at most LeRobot's one-line fallback note, per try
 
 
 # -- item 7: one vocabulary ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,23 +50,23 @@ def quiet_libav() -> None:
     av.logging.set_libav_level(av.logging.WARNING)
 
 
-def disable_unloadable_torchcodec() -> bool:
-    """Whether torchcodec works here; if not, hide it so LeRobot falls back to PyAV with one line.
+class _OneLineTorchcodecNote(logging.Filter):
+    """Turns LeRobot's torchcodec-cannot-load warning (torchcodec's whole loading traceback) into one line."""
 
-    LeRobot picks its default decoder (e.g. whenever a training config is made) by importing torchcodec,
-    and when that fails (torchcodec installed without FFmpeg's shared libraries, which PyAV's wheels do
-    not provide) it logs torchcodec's whole loading traceback. One quiet import decides; a module that
-    cannot load is marked absent in `sys.modules`, which `importlib.util.find_spec` reads as not installed."""
-    import sys
-
-    if sys.modules.get("torchcodec", False) is None:
-        return False
-    try:
-        import torchcodec  # noqa: F401
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "libtorchcodec" in str(record.msg):
+            record.msg, record.args = ("torchcodec is installed but cannot load (it needs FFmpeg's shared libraries, "
+                                       "versions 4-8, which PyAV's wheels do not provide): decoding with PyAV"), ()
         return True
-    except (ImportError, OSError, RuntimeError):
-        sys.modules["torchcodec"] = None  # type: ignore[assignment]
-        return False
+
+
+def quiet_torchcodec_fallback() -> None:
+    """LeRobot picks its default decoder (whenever a training config is made) by importing torchcodec and,
+    when that fails (torchcodec installed without FFmpeg's shared libraries), logs torchcodec's whole
+    loading traceback, once per try. Keep the note, drop the traceback: a filter on LeRobot's logger."""
+    logger = logging.getLogger("lerobot.utils.import_utils")
+    if not any(isinstance(f, _OneLineTorchcodecNote) for f in logger.filters):
+        logger.addFilter(_OneLineTorchcodecNote())
 
 
 def read_video(path: str | Path, indices: Sequence[int] | None = None) -> np.ndarray:
