@@ -70,7 +70,8 @@ def convert_cmd(
 def preprocess_cmd(
     src: Path = typer.Argument(..., help="Folder of videos (e.g. convert's output)."),
     dst: Path = typer.Argument(..., help="New output folder (must not exist)."),
-    embodiment: str = typer.Option("gr1", "--embodiment", "-e", help="Embodiment: name or file/folder."),
+    embodiment: str = typer.Option(None, "--embodiment", "-e", help="Embodiment (required; sets the crop, size "
+                                   "and fps): a built-in name or an embodiment file/folder."),
     crop: str = typer.Option(None, "--crop", help="pad | crop | stretch | gr1 | quad-tl (default per embodiment)."),
     size: str = typer.Option(None, "--size", help="HxW output size (default: the embodiment's IDM image size)."),
     original_size: str = typer.Option(None, "--original-size", help="Camera WxH whose aspect to restore."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,33 @@ def video_info(path: str | Path) -> VideoInfo:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"{path}: unreadable video ({exc})") from None
+
+
+def quiet_libav() -> None:
+    """FFmpeg's own log level to warnings, process-wide. LeRobot hands libav's logging back to FFmpeg's
+    default callback (stderr, INFO by default) after each episode it encodes, so without this libx264's
+    banner and per-file statistics reach the terminal for every video written. (x264 has no option that
+    silences them all: the "264 - core ..." banner is printed by libavcodec itself, at INFO.)"""
+    av.logging.set_libav_level(av.logging.WARNING)
+
+
+class _OneLineTorchcodecNote(logging.Filter):
+    """Turns LeRobot's torchcodec-cannot-load warning (torchcodec's whole loading traceback) into one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "libtorchcodec" in str(record.msg):
+            record.msg, record.args = ("torchcodec is installed but cannot load (it needs FFmpeg's shared libraries, "
+                                       "versions 4-8, which PyAV's wheels do not provide): decoding with PyAV"), ()
+        return True
+
+
+def quiet_torchcodec_fallback() -> None:
+    """LeRobot picks its default decoder (whenever a training config is made) by importing torchcodec and,
+    when that fails (torchcodec installed without FFmpeg's shared libraries), logs torchcodec's whole
+    loading traceback, once per try. Keep the note, drop the traceback: a filter on LeRobot's logger."""
+    logger = logging.getLogger("lerobot.utils.import_utils")
+    if not any(isinstance(f, _OneLineTorchcodecNote) for f in logger.filters):
+        logger.addFilter(_OneLineTorchcodecNote())
 
 
 def read_video(path: str | Path, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -118,8 +146,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
 
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            # x264 prints a statistics block per file at info level unless told otherwise
-            stream.options = {"crf": str(crf), "x264-params": "log-level=error"} if codec == "libx264" else {}
+            stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+            quiet_libav()  # x264's statistics block per file is at INFO
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     container.mux(packet)

@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,20 @@ def modality_for(embodiment: Embodiment, video_keys: list[str]) -> dict[str, Any
     modality["video"] = {k.removeprefix("observation.images."): {"original_key": k} for k in video_keys}
     modality.setdefault("annotation", {"human.task_description": {"original_key": "task_index"}})
     return modality
+
+
+@contextmanager
+def _no_map_bars():
+    """LeRobot saves each episode through HF `datasets`, which draws a "Map" bar inside our own progress bar."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was:
+            datasets.enable_progress_bars()
 
 
 class DatasetWriter:
@@ -87,6 +102,9 @@ class DatasetWriter:
         from lerobot.configs.video import RGBEncoderConfig
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        from dreamgen.data.video import quiet_libav
+
+        quiet_libav()  # libx264 prints a banner and a statistics block per episode at INFO
         emb = self.embodiment
         if self.with_state is None:
             self.with_state = state is not None
@@ -113,13 +131,8 @@ class DatasetWriter:
             robot_type=emb.robot_type,
             use_videos=True,
             video_backend="pyav",
-            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, pix_fmt=self.pix_fmt, g=self.gop,
-                                         extra_options=self._quiet_options()),
+            rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, pix_fmt=self.pix_fmt, g=self.gop),
         )
-
-    def _quiet_options(self) -> dict:
-        # libx264 prints a statistics block per episode at info level, from LeRobot's encoder process
-        return {"x264-params": "log-level=error"} if self.vcodec in ("h264", "libx264") else {}
 
     def add_episode(self, frames: np.ndarray | dict[str, np.ndarray], action: np.ndarray, task: str,
                     state: np.ndarray | None = None) -> None:
@@ -160,14 +173,16 @@ class DatasetWriter:
             frame["action"] = action[t]
             frame["task"] = task.strip()
             self._ds.add_frame(frame)
-        self._ds.save_episode()
+        with _no_map_bars():
+            self._ds.save_episode()
         self.num_episodes += 1
         self.num_frames += n
 
     def close(self) -> Path:
         if self._ds is None:
             raise DatasetError(f"{self.out_dir}: no episodes were written")
-        self._ds.finalize()
+        with _no_map_bars():
+            self._ds.finalize()
         meta = self.tmp_dir / "meta"
         (meta / "modality.json").write_text(json.dumps(modality_for(self.embodiment, self.video_keys), indent=2))
         prov = {"embodiment": self.embodiment.name, "command": " ".join(sys.argv), **self.provenance}

@@ -108,6 +108,37 @@ def task_for(video: Path, root: Path) -> str:
         return stem_to_instruction(video.stem)
 
 
+def check_video_formats(videos: list[Path], root: Path, emb, embodiment_spec: str) -> None:
+    """Refuse, before any labelling, videos one dataset cannot hold truthfully: mixed fps or resolution
+    (naming the odd file), or an fps other than the embodiment's (the dataset is stamped with the
+    embodiment's fps and the IDM labels steps of 1/fps: an 8-fps dream is not a 20-fps episode).
+    Unreadable videos are left to the labelling loop, which records them as failed."""
+    from dreamgen.data import video_info
+
+    groups: dict[tuple[float, int, int], list[Path]] = {}
+    for v in videos:
+        try:
+            info = video_info(v)
+        except VideoError:
+            continue
+        groups.setdefault((round(info.fps, 2), info.height, info.width), []).append(v)
+    if not groups:
+        return
+
+    def fmt(k: tuple[float, int, int]) -> str:
+        return f"{k[0]:g} fps, {k[2]}x{k[1]}"
+
+    fix = f"`dreamgen preprocess {root} <new folder> -e {embodiment_spec}`"
+    common = max(groups, key=lambda k: len(groups[k]))
+    for k, vs in groups.items():
+        if k != common:
+            raise DreamgenError(f"{vs[0]}: {fmt(k)}, but {len(groups[common])} other video(s) in {root} are "
+                                f"{fmt(common)}; one dataset holds one fps and size: bring them to one with {fix}")
+    if abs(common[0] - emb.fps) > 0.01:
+        raise DreamgenError(f"{root}: videos are at {common[0]:g} fps but embodiment {emb.name!r} runs at "
+                            f"{emb.fps:g} fps; resample them first with {fix} (it resamples to {emb.fps:g} fps)")
+
+
 def _work_name(video: Path, root: Path, key: str = "") -> str:
     """Cache key of one video's labels: the job's settings key + the video's path and content."""
     from dreamgen.io import fingerprint
@@ -251,6 +282,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         target.check_widths(model.config.state_dim or None, model.config.action_dim, f"IDM checkpoint {ckpt}")
         keys = [k for k in (emb.action_key, emb.state_key) if k in emb.stats]
         emb = target.with_stats({**target.stats, **{k: emb.stats[k] for k in keys}})
+    check_video_formats(videos, root, emb, str(cfg.embodiment or ckpt / "embodiment"))
     cfg_m = model.config
     min_len = cfg_m.window
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
@@ -311,16 +343,12 @@ def assemble_dataset(videos: list[Path], root: Path, work: Path, out: Path, emb,
                      labels: dict[str, str] | None = None) -> Path:
     from tqdm import tqdm
 
-    from dreamgen.data import DatasetWriter, read_video, video_info
+    from dreamgen.data import DatasetWriter, read_video
 
     done = [(v, work / f"{_work_name(v, root, key)}.npz") for v in videos]
     done = [(v, p) for v, p in done if p.is_file()]
     if not done:
         raise DreamgenError(f"{root}: no video could be labelled ({len(failed)} failed); nothing written")
-    fps_seen = {round(video_info(v).fps, 3) for v, _ in done[:20]}
-    if any(abs(f - emb.fps) > 0.01 for f in fps_seen):
-        log.warning("videos are at %s fps but the embodiment at %s fps: run `dreamgen preprocess` first if the "
-                    "policy needs %s fps", sorted(fps_seen), emb.fps, emb.fps)
     provenance = {
         "stage": "idm-extract",
         "idm_checkpoint": str(ckpt.resolve()),

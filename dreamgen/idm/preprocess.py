@@ -37,7 +37,7 @@ DEFAULT_ORIGINAL_SIZE = {"so100": (640, 480), "franka": (672, 376), "robocasa": 
 class PreprocessConfig:
     src: str | Path
     dst: str | Path
-    embodiment: str | Path = "gr1"
+    embodiment: str | Path | None = None  # required: no silent default robot
     crop: str | None = None  # default per embodiment (DEFAULT_CROP)
     size: tuple[int, int] | None = None  # (height, width); default: the embodiment's idm_image_size
     original_size: tuple[int, int] | None = None  # camera (width, height) whose aspect ratio to restore
@@ -113,6 +113,12 @@ def preprocess_videos(cfg: PreprocessConfig) -> dict[str, list[str]]:
     from dreamgen.data import read_video, video_info, write_video
     from dreamgen.embodiments import get_embodiment
 
+    if not cfg.embodiment:
+        from dreamgen.embodiments.registry import builtin_names
+
+        raise DreamgenError("preprocess needs -e/--embodiment: the crop, IDM image size and fps come from the "
+                            f"robot (built-ins: {', '.join(builtin_names())}; or an embodiment file/folder, "
+                            "e.g. an IDM checkpoint's embodiment/)")
     src, dst = Path(cfg.src), Path(cfg.dst)
     if dst.exists():
         raise OutputExistsError(f"{dst}: output folder already exists; choose a new one")

@@ -54,6 +54,9 @@ def build_train_config(cfg: PolicyTrainConfig, device: str) -> Any:
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.configs.train import TrainPipelineConfig
 
+    from dreamgen.data.video import quiet_torchcodec_fallback
+
+    quiet_torchcodec_fallback()  # else LeRobot's choice of decoder may print torchcodec's loading traceback
     known = PreTrainedConfig.get_known_choices()
     if cfg.policy not in known:
         raise DreamgenError(f"unknown policy type {cfg.policy!r}; LeRobot 0.6.1 has: {', '.join(sorted(known))}")

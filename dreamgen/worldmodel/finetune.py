@@ -3,7 +3,8 @@ preset from scratch (autoencoder first, then the transformer).
 
 Output folder (self-contained):
   dreamgen_wm.json                  backbone, preset, mode, base model, LoRA file, sampling defaults
-  pytorch_lora_weights.safetensors  (LoRA mode; diffusers format, `pipe.load_lora_weights(folder)`)
+  pytorch_lora_weights.safetensors  (LoRA mode; diffusers format with its adapter config (rank, alpha) in
+                                    the header, `pipe.load_lora_weights(folder)`)
   model/                            (full / scratch: a diffusers pipeline folder)
   config.json  command.txt  embodiment/  loss.csv  loss.png
   checkpoints/step_XXXXXXX/         trainable weights + optimizer + state, every `save_every` steps
@@ -373,7 +374,10 @@ def _write_artifacts(run: _Run, transformer: Any) -> None:
         from peft.utils import get_peft_model_state_dict
 
         layers = get_peft_model_state_dict(transformer)
-        type(pipe).save_lora_weights(str(out), transformer_lora_layers=layers, safe_serialization=True)
+        # the adapter's LoraConfig in the file's header, as diffusers' own training scripts save it: without
+        # it diffusers (and dreamgen through it) would load alpha = rank, i.e. at the wrong scale
+        type(pipe).save_lora_weights(str(out), transformer_lora_layers=layers, safe_serialization=True,
+                                     transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict())
         meta.update(base_model=str(run.base_folder), lora=LORA_FILE)
     else:
         tmp = out / ".model.partial"

@@ -20,6 +20,7 @@ from dreamgen.worldmodel.config import WorldModelPreset, load_preset
 log = logging.getLogger(__name__)
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
+LORA_ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers.loaders.lora_base
 _PIPELINE_PRESET = {"Cosmos2VideoToWorldPipeline": "cosmos_predict2_2b",
                     "DreamgenCosmos2Pipeline": "cosmos_predict2_2b",
                     "WanImageToVideoPipeline": "wan2_1_i2v_14b"}
@@ -115,7 +116,35 @@ def check_lora(backbone: Backbone, path: Path) -> None:
                                 "(a LoRA from another model size?)")
 
 
+def recorded_adapter(path: Path) -> dict[str, Any] | None:
+    """For a LoRA file without diffusers' adapter header (`lora_adapter_metadata`, which dreamgen writes
+    since issue 17): the LoraConfig its folder's dreamgen_wm.json records, in diffusers' packed form
+    (`transformer.<key>`). Without it diffusers loads alpha = rank: the wrong scale when they differ.
+    None when the header is there (diffusers reads it) or nothing is recorded."""
+    with safe_open(str(path), "pt") as f:
+        if LORA_ADAPTER_METADATA_KEY in (f.metadata() or {}):
+            return None
+        keys = list(f.keys())
+    lora = (((read_model_meta(path.parent) or {}).get("preset") or {}).get("lora")) or {}
+    if not lora.get("rank") or not lora.get("alpha"):
+        return None
+    from peft import LoraConfig
+
+    targets = sorted({k.removeprefix("transformer.").split(".lora_")[0] for k in keys if ".lora_" in k})
+    config = LoraConfig(r=int(lora["rank"]), lora_alpha=float(lora["alpha"]), target_modules=targets).to_dict()
+    return {f"transformer.{k}": sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+
+
 def load_lora(backbone: Backbone, path: str | Path, adapter_name: str | None = None) -> None:
     path = lora_file(path)
     check_lora(backbone, path)
-    backbone.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+    recorded = recorded_adapter(path)
+    if recorded is None:
+        backbone.pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+        return
+    from safetensors.torch import load_file
+
+    log.info("%s: no adapter header; loading with the rank/alpha dreamgen_wm.json records", path)
+    type(backbone.pipe).load_lora_into_transformer(load_file(str(path)), transformer=backbone.transformer,
+                                                   adapter_name=adapter_name, _pipeline=backbone.pipe,
+                                                   metadata=recorded)
