@@ -166,3 +166,24 @@ def test_vision_trunk_cut_keeps_a_finer_map_and_round_trips(tmp_path):
 def _encoder(policy):
     enc = policy.diffusion.rgb_encoder
     return enc[0] if isinstance(enc, torch.nn.ModuleList) else enc
+
+
+def test_flow_labels_are_the_same_alone_or_batched_across_videos():
+    from dreamgen.idm.configuration_idm import IDMConfig
+    from dreamgen.idm.labelling import label_frames, label_many
+    from dreamgen.idm.modeling_idm import IDM
+    from dreamgen.idm.synthetic import synthetic_embodiment
+
+    torch.manual_seed(0)
+    model = IDM(IDMConfig(action_dim=2, action_horizon=4, observation_offsets=[0, 4], image_size=[32, 32],
+                          encoder={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                   "num_attention_heads": 2, "patch_size": 8},
+                          hidden_size=32, vl_layers=1, dit_layers=1, num_heads=2, num_inference_steps=3)).eval()
+    emb = synthetic_embodiment()
+    episodes = moving_square_episodes(3, length=24, seed=1)
+    videos = [ep.frames[:n] for ep, n in zip(episodes, (24, 13, 7), strict=True)]  # three lengths
+    alone = [label_frames(model, emb, v, batch_size=5, seed=3) for v in videos]
+    together = label_many(model, emb, videos, batch_size=16, seed=3)
+    for a, b in zip(alone, together, strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+    assert not np.allclose(alone[0][:7], alone[2])  # different videos, different labels

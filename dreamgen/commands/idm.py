@@ -151,6 +151,8 @@ def extract_cmd(
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep <out>.work/ (per-video labels) afterwards."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard labels in <out>.work/ made with other "
                                    "settings and start fresh (a rerun otherwise refuses them)."),
+    videos_per_batch: int = typer.Option(8, "--videos-per-batch", callback=at_least(1),
+                                         help="Flow IDMs: label this many videos in shared batches (same labels)."),
 ) -> None:
     """Label every frame of every video with IDM actions; write a LeRobot v3 dataset. Resumable."""
     from dreamgen.idm.extract import ExtractConfig, extract_actions
@@ -160,7 +162,8 @@ def extract_cmd(
     check_output_location(out, "--out", {"--videos": videos, "--checkpoint": checkpoint})
     res = extract_actions(ExtractConfig(checkpoint, videos, out, batch_size=batch_size, device=device,
                                         precision=precision, num_inference_steps=steps, shard=shard_in,
-                                        embodiment=embodiment, keep_work=keep_work, overwrite=overwrite))
+                                        embodiment=embodiment, keep_work=keep_work, overwrite=overwrite,
+                                        videos_per_batch=videos_per_batch))
     typer.echo(res.summary())
     if res.failed and res.out is None and not res.labelled:
         raise DreamgenError(f"{videos}: every video failed")

@@ -23,9 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dreamgen.errors import DreamgenError, OutputExistsError, VideoError, check_number
+from dreamgen.idm.labelling import (  # noqa: F401  (re-exported: callers import them from here)
+    device_and_autocast,
+    ensemble_chunks,
+    label_frames,
+    label_many,
+    label_states,
+    label_video,
+    labelling_provenance,
+)
 from dreamgen.io import clean_stale_partials_in
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ class ExtractConfig:
     work_dir: str | Path | None = None
     seed: int = 0
     keep_work: bool = False
+    videos_per_batch: int = 8  # flow IDMs label this many videos in shared batches (full GPU batches)
     overwrite: bool = False  # discard labels in the work folder made with other settings
 
 
@@ -64,22 +73,6 @@ class ExtractResult:
         for path, why in sorted(self.failed.items()):
             s += f"\n  FAILED {path}: {why}"
         return s + (f"\ndataset: {self.out}" if self.out else "")
-
-
-def ensemble_chunks(chunks: np.ndarray, length: int | None = None) -> np.ndarray:
-    """chunks (T, H, A): chunk t predicts actions t..t+H-1 -> (T, A), each the mean of the chunks covering it."""
-    n, h, a = chunks.shape
-    length = n if length is None else length
-    sums = np.zeros((length, a), np.float64)
-    counts = np.zeros(length, np.int64)
-    for t in range(n):
-        end = min(t + h, length)
-        if end > t:
-            sums[t:end] += chunks[t, : end - t]
-            counts[t:end] += 1
-    if (counts == 0).any():
-        raise ValueError(f"frames {np.flatnonzero(counts == 0)[:5].tolist()} are covered by no chunk")
-    return (sums / counts[:, None]).astype(np.float32)
 
 
 def find_videos(root: str | Path) -> list[Path]:
@@ -169,85 +162,13 @@ def _job_key(cfg: ExtractConfig, ckpt: Path, work: Path) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def device_and_autocast(device: str, precision: str):
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
-
-    def autocast():
-        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
-    return dev, autocast
-
-
-@torch.no_grad()
-def label_frames(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
-                 seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> np.ndarray:
-    """uint8 frames (T, H, W, 3) -> raw (unnormalised) actions (T, A) by ensembling every frame's chunk."""
-    from dreamgen.idm.data import resize_frames, window_indices
-
-    cfg = model.config
-    device = torch.device(device)
-    autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
-    n = len(frames)
-    frames = resize_frames(frames, cfg.image_size)
-    with autocast():
-        tokens = torch.cat([model.encode_frames(torch.from_numpy(frames[i:i + batch_size]).to(device))
-                            for i in range(0, n, batch_size)])
-    gen = torch.Generator().manual_seed(seed)
-    chunks = []
-    for start in range(0, n, batch_size):
-        ts = range(start, min(start + batch_size, n))
-        idx = torch.as_tensor(np.stack([window_indices(t, n, cfg.observation_offsets, cfg.action_horizon)[0]
-                                        for t in ts]), device=tokens.device)
-        with autocast():
-            context = model.mix(tokens[idx])
-            chunks.append(model.sample(context=context, num_steps=num_steps, generator=gen).cpu().numpy())
-    chunks = np.concatenate(chunks)  # (T, H, A) normalised
-    raw = embodiment.unnormalize_action(chunks.reshape(-1, chunks.shape[-1])).reshape(chunks.shape)
-    return ensemble_chunks(raw, n)
-
-
-@torch.no_grad()
-def label_states(model, embodiment, frames: np.ndarray, device: torch.device | str = "cpu",
-                 autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A state IDM over a whole video, uint8 (T, H, W, 3) -> raw (actions (T, A), states (T, S) or None)."""
-    from dreamgen.idm.data import resize_frames
-    from dreamgen.idm.derive import actions_from_states
-
-    device = torch.device(device)
-    autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
-    x = torch.from_numpy(resize_frames(frames, model.config.image_size)).to(device)[None]
-    with autocast():
-        state, action = model.predict(x)
-    actions = embodiment.unnormalize_action(action[0].float().cpu().numpy())
-    if state is None:
-        return actions, None
-    states = embodiment.unnormalize_state(state[0].float().cpu().numpy())
-    if embodiment.action_from_state:
-        actions = actions_from_states(states, embodiment.action_from_state, direct=actions)
-    return actions, states
-
-
-def label_video(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
-                seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw (actions (T, A), states (T, S) or None) for one video, whichever kind the IDM is."""
-    if model.config.kind == "state":
-        return label_states(model, embodiment, frames, device, autocast)
-    return label_frames(model, embodiment, frames, batch_size, num_steps, seed, device, autocast), None
-
-
-def labelling_provenance(model, embodiment) -> dict[str, str]:
-    """How the dataset's `observation.state` and `action` were obtained, for provenance files."""
-    from dreamgen.idm.derive import describe
-
-    if model.config.kind != "state":
-        return {"action": "IDM flow-matching action chunks, overlapping chunks averaged per frame",
-                "observation.state": "not written (the IDM does not estimate state)"}
-    if not model.config.state_dim:
-        return {"action": "IDM action head, per frame", "observation.state": "not written (no state head)"}
-    derived = describe(embodiment.action_from_state)
-    return {"observation.state": "IDM state head: the state estimated in every frame",
-            "action": (f"derived from the estimated states: {derived}; other dimensions from the IDM action head"
-                       if derived else "IDM action head, per frame")}
+def _label_group(model, emb, group, cfg: ExtractConfig, device, autocast) -> list[tuple[np.ndarray, object]]:
+    """(actions, states or None) per video of the group: flow IDMs label the group in shared batches."""
+    if model.config.kind == "flow":
+        actions = label_many(model, emb, [g[3] for g in group], cfg.batch_size, cfg.num_inference_steps,
+                             cfg.seed, device, autocast)
+        return [(a, None) for a in actions]
+    return [label_video(model, emb, g[3], device=device, autocast=autocast) for g in group]
 
 
 def _atomic_npz(path: Path, **arrays) -> None:
@@ -292,11 +213,24 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     result = ExtractResult(out=None)
     mine = videos[shard_i::shard_n]
     t0 = time.time()
+    group: list[tuple[str, str, str, np.ndarray]] = []  # (rel, name, task, frames) waiting to be labelled
+
+    def flush() -> None:
+        if not group:
+            return
+        for (rel, name, task, frames), (actions, states) in zip(group, _label_group(model, emb, group, cfg, device,
+                                                                                   autocast), strict=True):
+            extra = {} if states is None else {"states": states}
+            _atomic_npz(work / f"{name}.npz", actions=actions, task=np.array(task), video=np.array(rel), **extra)
+            (work / f"{name}.failed.json").unlink(missing_ok=True)
+            result.labelled.append(rel)
+            result.frames += len(frames)
+        group.clear()
+
     for video in tqdm(mine, desc=f"idm-extract {shard_i}/{shard_n}", dynamic_ncols=True):
         rel = video.relative_to(root).as_posix()
         name = _work_name(video, root, key)
-        done = work / f"{name}.npz"
-        if done.is_file():
+        if (work / f"{name}.npz").is_file():
             result.skipped_done += 1
             continue
         try:
@@ -305,18 +239,15 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
             if len(frames) < min_len:
                 raise VideoError(f"{video}: {len(frames)} frames, shorter than the IDM window ({min_len} frames: "
                                  f"offsets {cfg_m.observation_offsets}, horizon {cfg_m.action_horizon})")
-            actions, states = label_video(model, emb, frames, cfg.batch_size, cfg.num_inference_steps,
-                                          cfg.seed, device, autocast)
         except (VideoError, DreamgenError) as exc:
             result.failed[rel] = str(exc)
             log.warning("skipping %s", exc)
             (work / f"{name}.failed.json").write_text(json.dumps({"video": rel, "error": str(exc)}))
             continue
-        extra = {} if states is None else {"states": states}
-        _atomic_npz(done, actions=actions, task=np.array(task), video=np.array(rel), **extra)
-        (work / f"{name}.failed.json").unlink(missing_ok=True)
-        result.labelled.append(rel)
-        result.frames += len(frames)
+        group.append((rel, name, task, frames))
+        if len(group) >= cfg.videos_per_batch:
+            flush()
+    flush()
     result.seconds = time.time() - t0
     # failures recorded by other shards or earlier runs count too
     for f in work.glob("*.failed.json"):

@@ -228,14 +228,18 @@ class IDM(nn.Module):
 
     @torch.no_grad()
     def sample(self, frames: torch.Tensor | None = None, num_steps: int | None = None,
-               generator: torch.Generator | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict normalised action chunks (B, H, A) by Euler steps from noise (frames or a ready context)."""
+               generator: torch.Generator | None = None, context: torch.Tensor | None = None,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict normalised action chunks (B, H, A) by Euler steps from noise (frames or a ready context;
+        `noise` (B, H, A) to start from, else drawn from `generator`)."""
         steps = num_steps or self.config.num_inference_steps
         if context is None:
             context = self.encode(frames)
         b = context.shape[0]
         shape = (b, self.config.action_horizon, self.config.action_dim)
-        x = torch.randn(shape, generator=generator, dtype=torch.float32).to(context)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        x = noise.to(context)
         for i in range(steps):
             t = torch.full((b,), i / steps, device=x.device, dtype=x.dtype)
             x = x + self.velocity(x, t, context) / steps
