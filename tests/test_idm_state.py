@@ -18,14 +18,6 @@ STATE_TINY = {"kind": "state", "cnn_channels": [8, 16, 16], "cnn_strides": [2, 2
               "hidden_size": 32, "temporal_layers": 1, "temporal_kernel": 3, "clip_length": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_toyworld_expert_actions_follow_from_its_states():
     from dreamgen.embodiments import get_embodiment
     from dreamgen.toyworld.env import ToyWorldEnv
