@@ -162,6 +162,26 @@ def _job_key(cfg: ExtractConfig, ckpt: Path, work: Path) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _write_as(spec: str | Path, model, emb, ckpt: Path):
+    """The embodiment to write with (widths must match the IDM's), keeping the IDM's normalisation."""
+    from dreamgen.embodiments import get_embodiment
+
+    target = get_embodiment(spec)
+    target.check_widths(model.config.state_dim or None, model.config.action_dim, f"IDM checkpoint {ckpt}")
+    keys = [k for k in (emb.action_key, emb.state_key) if k in emb.stats]
+    return target.with_stats({**target.stats, **{k: emb.stats[k] for k in keys}})
+
+
+def _read_long_enough(video: Path, cfg_m) -> np.ndarray:
+    from dreamgen.data import read_video
+
+    frames = read_video(video)
+    if len(frames) < cfg_m.window:
+        raise VideoError(f"{video}: {len(frames)} frames, shorter than the IDM window ({cfg_m.window} frames: "
+                         f"offsets {cfg_m.observation_offsets}, horizon {cfg_m.action_horizon})")
+    return frames
+
+
 def _label_group(model, emb, group, cfg: ExtractConfig, device, autocast) -> list[tuple[np.ndarray, object]]:
     """(actions, states or None) per video of the group: flow IDMs label the group in shared batches."""
     if model.config.kind == "flow":
@@ -180,7 +200,6 @@ def _atomic_npz(path: Path, **arrays) -> None:
 def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     from tqdm import tqdm
 
-    from dreamgen.data import read_video
     from dreamgen.idm.checkpoint import find_checkpoint, load_idm
 
     out = Path(cfg.out)
@@ -197,15 +216,9 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     device, autocast = device_and_autocast(cfg.device, cfg.precision)
     model, emb, train_state = load_idm(ckpt, device)
     if cfg.embodiment is not None:
-        from dreamgen.embodiments import get_embodiment
-
-        target = get_embodiment(cfg.embodiment)
-        target.check_widths(model.config.state_dim or None, model.config.action_dim, f"IDM checkpoint {ckpt}")
-        keys = [k for k in (emb.action_key, emb.state_key) if k in emb.stats]
-        emb = target.with_stats({**target.stats, **{k: emb.stats[k] for k in keys}})
+        emb = _write_as(cfg.embodiment, model, emb, ckpt)
     check_video_formats(videos, root, emb, str(cfg.embodiment or ckpt / "embodiment"))
     cfg_m = model.config
-    min_len = cfg_m.window
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
     key = _job_key(cfg, ckpt, work)
     clean_stale_partials_in(work)  # label files a killed run was writing
@@ -234,11 +247,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
             result.skipped_done += 1
             continue
         try:
-            task = task_for(video, root)
-            frames = read_video(video)
-            if len(frames) < min_len:
-                raise VideoError(f"{video}: {len(frames)} frames, shorter than the IDM window ({min_len} frames: "
-                                 f"offsets {cfg_m.observation_offsets}, horizon {cfg_m.action_horizon})")
+            task, frames = task_for(video, root), _read_long_enough(video, cfg_m)
         except (VideoError, DreamgenError) as exc:
             result.failed[rel] = str(exc)
             log.warning("skipping %s", exc)

@@ -183,10 +183,35 @@ def _estimate_bytes(dataset_path, image_size) -> int:
     return open_dataset(dataset_path).num_frames * int(image_size[0]) * int(image_size[1]) * 3
 
 
-def train_idm(cfg: IDMTrainConfig) -> Path:
-    """Train an IDM; returns the final checkpoint folder."""
-    from dreamgen.idm.checkpoint import build_model
+@dataclass
+class _Run:
+    """Everything one training run holds: set up once, then advanced one step at a time."""
 
+    cfg: IDMTrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    use_bf16: bool
+    out_dir: Path
+    emb: Embodiment
+    model_cfg: IDMConfig
+    train_set: Any
+    val_set: Any
+    state_base: dict[str, Any]
+    model: Any = None
+    ddp_model: Any = None
+    opt: Any = None
+    sched: Any = None
+    params: list = field(default_factory=list)
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+
+def _device(cfg: IDMTrainConfig) -> tuple[int, int, torch.device, bool]:
+    """(rank, world, device, bf16): one process per GPU under torchrun; TF32 on CUDA."""
     rank, world, local_rank = _dist()
     if cfg.device == "auto":
         device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
@@ -194,47 +219,38 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         # a bare "cuda" means this process's GPU (torch.cuda.set_device needs an index)
         device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise DreamgenError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return rank, world, device, use_bf16
 
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    torch.manual_seed(cfg.seed + rank)
-    out_dir = Path(cfg.output_dir)
-    resume_from = latest_checkpoint(out_dir) if cfg.resume else None
-    if not cfg.resume and out_dir.is_dir() and any(CHECKPOINT_RE.match(p.name) for p in out_dir.iterdir()):
-        raise OutputExistsError(f"{out_dir}: already holds IDM checkpoints; pass --resume to continue that run "
-                                "or choose another --output-dir")
-
-    # ---- data ------------------------------------------------------------------------------------
-    emb = resolve_embodiment(cfg)
+def _episodes(cfg: IDMTrainConfig, emb: Embodiment) -> list[IDMEpisode]:
     if cfg.episodes is not None:
-        all_eps = list(cfg.episodes)
-        names = list(range(len(all_eps)))
-    else:
-        if cfg.dataset_path is None:
-            raise DreamgenError("no --dataset-path given")
-        from dreamgen.data import open_dataset
+        return list(cfg.episodes)
+    if cfg.dataset_path is None:
+        raise DreamgenError("no --dataset-path given")
+    from dreamgen.data import open_dataset
 
-        ds = open_dataset(cfg.dataset_path)
-        emb.check_widths(None, ds.action_dim, str(cfg.dataset_path))
-        names = list(range(ds.num_episodes))
-        all_eps = None
-    train_ids, val_ids = split_episodes(len(names), cfg.val_fraction)
-    probe_cfg = build_model_config(cfg, emb, emb.action_dim)
-    if all_eps is None:
-        preload = cfg.preload
-        if preload is None:
-            preload = _estimate_bytes(cfg.dataset_path, probe_cfg.image_size) < 6 * 2**30
-        all_eps = load_dataset_episodes(cfg.dataset_path, emb.video_key, probe_cfg.image_size, preload=preload)
+    ds = open_dataset(cfg.dataset_path)
+    emb.check_widths(None, ds.action_dim, str(cfg.dataset_path))
+    image_size = build_model_config(cfg, emb, emb.action_dim).image_size
+    preload = cfg.preload
+    if preload is None:
+        preload = _estimate_bytes(cfg.dataset_path, image_size) < 6 * 2**30
+    return load_dataset_episodes(cfg.dataset_path, emb.video_key, image_size, preload=preload)
+
+
+def _data(cfg: IDMTrainConfig, resume_from: Path | None) -> tuple[Embodiment, IDMConfig, Any, Any, dict]:
+    """The embodiment (with the normalisation statistics), the model config, train/val sets, provenance."""
+    emb = resolve_embodiment(cfg)
+    all_eps = _episodes(cfg, emb)
+    train_ids, val_ids = split_episodes(len(all_eps), cfg.val_fraction)
     action_dim = all_eps[0].action.shape[1]
     emb.check_widths(None, action_dim, str(cfg.dataset_path or "episodes"))
     state_dim = all_eps[0].state.shape[1] if all(ep.state is not None for ep in all_eps) else 0
@@ -257,114 +273,144 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         saved = json.loads((resume_from / "config.json").read_text())
         saved["encoder_path"] = None
         model_cfg = IDMConfig.from_dict(saved)
-    train_set = make_training_set(model_cfg, train_eps, emb)
+    base = {"train_config": {k: v for k, v in asdict(cfg).items() if k not in ("episodes", "embodiment_obj")},
+            "train_episodes": [all_eps[i].index for i in train_ids],
+            "val_episodes": [all_eps[i].index for i in val_ids],
+            "dataset_path": str(cfg.dataset_path) if cfg.dataset_path else None}
     val_set = make_training_set(model_cfg, val_eps, emb) if val_eps else None
+    return emb, model_cfg, make_training_set(model_cfg, train_eps, emb), val_set, base
 
-    # ---- model / optimiser ---------------------------------------------------------------------
-    model = build_model(model_cfg)
-    if not cfg.tune_encoder and model_cfg.kind == "flow":
-        model.encoder.requires_grad_(False)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.learning_rate, betas=(0.95, 0.999), eps=1e-8,
-                            fused=device.type == "cuda")
+
+def _model_and_optimizer(run: _Run, resume_from: Path | None) -> None:
+    """Model, AdamW (no decay on biases/norms), warm-up + cosine schedule; state from `resume_from` if given."""
+    from dreamgen.idm.checkpoint import build_model
+
+    cfg = run.cfg
+    run.model = build_model(run.model_cfg)
+    if not cfg.tune_encoder and run.model_cfg.kind == "flow":
+        run.model.encoder.requires_grad_(False)
+    run.model.to(run.device)
+    run.params = [p for p in run.model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in run.params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in run.params if p.ndim < 2], "weight_decay": 0.0}]
+    run.opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.95, 0.999), eps=1e-8,
+                                fused=run.device.type == "cuda")
     warmup = max(1, int(cfg.warmup_ratio * cfg.max_steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(warmup, cfg.max_steps))
-    step, history = 0, []
+    run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, _lr_lambda(warmup, cfg.max_steps))
     if resume_from is not None:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(resume_from / "model.safetensors")))
+        run.model.load_state_dict(load_file(str(resume_from / "model.safetensors")))
         state = safe_torch_load(resume_from / "training_state.pt")
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        history = json.loads((resume_from / "train_state.json").read_text()).get("history", [])
-        if rank == 0:
-            log.info("resumed from %s at step %d", resume_from, step)
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        run.step = int(state["step"])
+        run.history = json.loads((resume_from / "train_state.json").read_text()).get("history", [])
+        if run.rank == 0:
+            log.info("resumed from %s at step %d", resume_from, run.step)
+    run.ddp_model = run.model
+    if run.world > 1:
+        run.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
 
-    sampler = (torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank, seed=cfg.seed)
+
+def _loader(run: _Run) -> tuple[Any, Any]:
+    cfg, world = run.cfg, run.world
+    sampler = (torch.utils.data.DistributedSampler(run.train_set, num_replicas=world, rank=run.rank, seed=cfg.seed)
                if world > 1 else None)
     loader = torch.utils.data.DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=len(train_set)
-        >= cfg.batch_size * world, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed + step))
-    n_params = sum(p.numel() for p in model.parameters())
+        run.train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(run.train_set) >= cfg.batch_size * world, num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0, pin_memory=run.device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed + run.step))
+    return sampler, loader
+
+
+def _save(run: _Run, val: float | None) -> Path:
+    """checkpoint-<step>/ (self-contained), keeping the newest `save_total_limit`."""
+    path = run.out_dir / f"checkpoint-{run.step}"
+    save_checkpoint(path, run.model, run.emb,
+                    {**run.state_base, "step": run.step, "val_loss": val, "history": run.history},
+                    {"optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "step": run.step})
+    kept = sorted((int(m.group(1)), p) for p in run.out_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)))
+    for _, old in kept[:-run.cfg.save_total_limit] if run.cfg.save_total_limit > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("saved %s", path)
+    return path
+
+
+def _train_step(run: _Run, frames: torch.Tensor, targets: list[torch.Tensor], aug_gen: torch.Generator) -> torch.Tensor:
+    """One optimiser step. flow batches: (frames, action chunks); state batches: (frames, targets, mask)."""
+    frames = frames.to(run.device, non_blocking=True)
+    if run.cfg.augment:  # on the device: cheap on a GPU even for 256x256 frames
+        frames = augment_frames(frames, aug_gen, crop=run.model_cfg.kind == "flow")
+    targets = [x.to(run.device, non_blocking=True) for x in targets]
+    with run.autocast():
+        loss = run.ddp_model(frames, *targets)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.params, run.cfg.grad_clip)
+    run.opt.step()
+    run.sched.step()
+    run.step += 1
+    return loss.detach()
+
+
+def _validate(run: _Run) -> float:
+    val = validation_loss(run.model, run.val_set, run.cfg.batch_size, run.device, run.autocast,
+                          run.cfg.max_val_samples)
+    run.history.append({"step": run.step, "val_loss": val})
+    log.info("step %d: val loss %.4f", run.step, val)
+    return val
+
+
+def train_idm(cfg: IDMTrainConfig) -> Path:
+    """Train an IDM; returns the final checkpoint folder."""
+    rank, world, device, use_bf16 = _device(cfg)
+    torch.manual_seed(cfg.seed + rank)
+    out_dir = Path(cfg.output_dir)
+    resume_from = latest_checkpoint(out_dir) if cfg.resume else None
+    if not cfg.resume and out_dir.is_dir() and any(CHECKPOINT_RE.match(p.name) for p in out_dir.iterdir()):
+        raise OutputExistsError(f"{out_dir}: already holds IDM checkpoints; pass --resume to continue that run "
+                                "or choose another --output-dir")
+    emb, model_cfg, train_set, val_set, base = _data(cfg, resume_from)
+    run = _Run(cfg, rank, world, device, use_bf16, out_dir, emb, model_cfg, train_set, val_set, base)
+    _model_and_optimizer(run, resume_from)
+    sampler, loader = _loader(run)
     if rank == 0:
         log.info("IDM: %.2fM parameters, %d train windows (%d episodes), %d val episodes, device %s%s, world %d",
-                 n_params / 1e6, len(train_set), len(train_eps), len(val_eps), device, " bf16" if use_bf16 else "",
-                 world)
-
-    train_state_base = {"train_config": {k: v for k, v in asdict(cfg).items()
-                                         if k not in ("episodes", "embodiment_obj")},
-                        "train_episodes": [all_eps[i].index for i in train_ids],
-                        "val_episodes": [all_eps[i].index for i in val_ids],
-                        "dataset_path": str(cfg.dataset_path) if cfg.dataset_path else None}
-    eval_steps = cfg.eval_steps or cfg.save_steps
-
-    def checkpoint(step: int, val: float | None) -> Path:
-        path = out_dir / f"checkpoint-{step}"
-        save_checkpoint(path, model, emb, {**train_state_base, "step": step, "val_loss": val, "history": history},
-                        {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step})
-        kept = sorted((int(m.group(1)), p) for p in out_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)))
-        for _, old in kept[:-cfg.save_total_limit] if cfg.save_total_limit > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-        log.info("saved %s", path)
-        return path
-
+                 sum(p.numel() for p in run.model.parameters()) / 1e6, len(train_set),
+                 len(base["train_episodes"]), len(base["val_episodes"]), device, " bf16" if use_bf16 else "", world)
     from tqdm import tqdm
 
-    model.train()
-    if rank == 0 and val_set is not None and step == 0:  # the starting point the curve is judged against
-        val0 = validation_loss(model, val_set, cfg.batch_size, device, autocast, cfg.max_val_samples)
-        history.append({"step": 0, "val_loss": val0})
-        log.info("step 0: val loss %.4f", val0)
-    pbar = tqdm(total=cfg.max_steps, initial=step, desc="idm-train", disable=rank != 0, dynamic_ncols=True)
-    aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
-    epoch, last_saved, t0, running = step // max(1, len(loader)), None, time.time(), []
-    while step < cfg.max_steps:
+    eval_steps = cfg.eval_steps or cfg.save_steps
+    run.model.train()
+    if rank == 0 and val_set is not None and run.step == 0:  # the starting point the curve is judged against
+        _validate(run)
+    pbar = tqdm(total=cfg.max_steps, initial=run.step, desc="idm-train", disable=rank != 0, dynamic_ncols=True)
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank + run.step)
+    epoch, last_saved, t0, running = run.step // max(1, len(loader)), None, time.time(), []
+    while run.step < cfg.max_steps:
         if sampler is not None:
             sampler.set_epoch(epoch)
-        for frames, *targets in loader:  # flow: (frames, action chunks); state: (frames, targets, mask)
-            frames = frames.to(device, non_blocking=True)
-            if cfg.augment:  # on the device: cheap on a GPU even for 256x256 frames
-                frames = augment_frames(frames, aug_gen, crop=model_cfg.kind == "flow")
-            targets = [x.to(device, non_blocking=True) for x in targets]
-            with autocast():
-                loss = ddp_model(frames, *targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            running.append(loss.detach())
+        for frames, *targets in loader:
+            loss = _train_step(run, frames, targets, aug_gen)
+            running.append(loss)
             pbar.update(1)
-            if step % cfg.log_steps == 0 or step == cfg.max_steps:
+            step, end = run.step, run.step == cfg.max_steps
+            if step % cfg.log_steps == 0 or end:
                 mean = float(torch.stack(running).mean())
                 check_finite_loss(mean, step, "idm-train")
                 running = []
-                history.append({"step": step, "loss": mean, "lr": sched.get_last_lr()[0],
-                                "elapsed_s": round(time.time() - t0, 1)})
+                run.history.append({"step": step, "loss": mean, "lr": run.sched.get_last_lr()[0],
+                                    "elapsed_s": round(time.time() - t0, 1)})
                 pbar.set_postfix(loss=f"{mean:.4f}")
-            val = None
-            if rank == 0 and val_set is not None and (step % eval_steps == 0 or step == cfg.max_steps):
-                val = validation_loss(model, val_set, cfg.batch_size, device, autocast, cfg.max_val_samples)
-                history.append({"step": step, "val_loss": val})
-                log.info("step %d: val loss %.4f", step, val)
-            if rank == 0 and (step % cfg.save_steps == 0 or step == cfg.max_steps):
-                check_finite_loss(float(loss.detach()) + (val or 0.0), step, "idm-train")  # nothing NaN is saved
-                last_saved = checkpoint(step, val)
-            if step >= cfg.max_steps:
+            val = _validate(run) if rank == 0 and val_set is not None and (step % eval_steps == 0 or end) else None
+            if rank == 0 and (step % cfg.save_steps == 0 or end):
+                check_finite_loss(float(loss) + (val or 0.0), step, "idm-train")  # nothing NaN is saved
+                last_saved = _save(run, val)
+            if end:
                 break
         epoch += 1
     pbar.close()
@@ -372,8 +418,8 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         torch.distributed.barrier()
     final = last_saved or latest_checkpoint(out_dir)
     if rank == 0 and final is None:
-        final = checkpoint(step, None)
-    return final or out_dir / f"checkpoint-{step}"
+        final = _save(run, None)
+    return final or out_dir / f"checkpoint-{run.step}"
 
 
 def training_history(checkpoint: str | Path) -> list[dict[str, Any]]:
