@@ -177,7 +177,7 @@ def _link(name: str, length: float, radius: float, joint_rgba: str) -> str:
 _VIS = 'contype="0" conaffinity="0"'
 
 
-def build_xml(offscreen: int = 512) -> str:
+def _objects_xml() -> str:
     cubes = []
     for obj, (shape, rgba) in OBJECTS.items():
         size = f"{CUBE_HALF} {CUBE_HALF} {CUBE_HALF}" if shape == "box" else f"{CUBE_HALF} {CUBE_HALF}"
@@ -187,11 +187,20 @@ def build_xml(offscreen: int = 512) -> str:
       <geom name="{body_name(obj)}" type="{shape}" size="{size}" rgba="{" ".join(map(str, rgba))}" mass="0.05"
             friction="0.7 0.01 0.001" condim="4"/>
     </body>""")
+    return "".join(cubes)
+
+
+def _bin_walls_xml() -> str:
     w, h_, t = BIN_INNER_HALF, BIN_HEIGHT / 2, BIN_WALL
-    bin_geoms = "\n".join(
+    return "\n".join(
         f'<geom type="box" size="{sx} {sy} {h_}" pos="{px} {py} {h_}" rgba="0.30 0.30 0.33 1"/>'
         for sx, sy, px, py in [(t, w + 2 * t, w + t, 0), (t, w + 2 * t, -w - t, 0), (w, t, 0, w + t), (w, t, 0, -w - t)]
     )
+
+
+def build_xml(offscreen: int = 512) -> str:
+    cubes, bin_geoms = _objects_xml(), _bin_walls_xml()
+    w, t = BIN_INNER_HALF, BIN_WALL
     sx, sy = TABLE_HALF
     fx, fy, fz = FINGER_HALF
     return f"""
@@ -258,7 +267,7 @@ def build_xml(offscreen: int = 512) -> str:
             rgba="0.25 0.25 0.28 1"/>
       {bin_geoms}
     </body>
-    {"".join(cubes)}
+    {cubes}
 
     <!-- distractors: static, never touched, drawn only in the 'distractors' environment -->
     <geom type="sphere" size="0.03" pos="-0.33 0.22 0.03" rgba="0.6 0.2 0.7 1" group="{DISTRACTOR_GROUP}" {_VIS}/>
