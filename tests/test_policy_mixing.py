@@ -155,3 +155,20 @@ def test_a_pass_always_holds_a_batch_and_an_empty_loader_fails_loudly():
     assert not any(13 <= i % 20 < 20 for i in batches[0] if i < 40)  # episode tails stay out
     with pytest.raises(DreamgenError, match="no batch"):
         next(_cycle([]))
+
+
+def test_check_mixture_no_state_and_layout_not_name(datasets, tmp_path):
+    import json
+    import shutil
+
+    emb = _emb(datasets["real"])
+    # --no-state: a neural dataset without observation.state is fine, and no state is used
+    _, _, has_state = check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(datasets["nostate"], 0.5)], emb,
+                                    use_state=False)
+    assert has_state is False
+    # a dataset made under another embodiment name but with the same layout mixes (names are folder-derived)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(datasets["real"], renamed)
+    (renamed / "meta" / "dreamgen_provenance.json").write_text(json.dumps({"embodiment": "neural_folder_name"}))
+    _, _, has_state = check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(renamed, 0.5)], emb)
+    assert has_state is True

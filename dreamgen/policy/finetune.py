@@ -150,7 +150,7 @@ def _setup(cfg: PolicyTrainConfig, out: Path) -> _Run:
     if not real.is_dir():
         raise DatasetError(f"{real}: dataset folder does not exist")
     embodiment = resolve_embodiment(cfg.embodiment, real)
-    _infos, cams, has_state = check_mixture(cfg.datasets, embodiment, cfg.video_keys)
+    _infos, cams, has_state = check_mixture(cfg.datasets, embodiment, cfg.video_keys, use_state=cfg.use_state)
     use_state = has_state and cfg.use_state
     check_pretrained(cfg)
 

@@ -94,10 +94,13 @@ def _width(info: dict, key: str) -> int | None:
 
 
 def check_mixture(
-    specs: Sequence[DatasetSpec], embodiment: Embodiment, video_keys: Sequence[str] | None = None
+    specs: Sequence[DatasetSpec], embodiment: Embodiment, video_keys: Sequence[str] | None = None,
+    use_state: bool = True,
 ) -> tuple[list[dict], list[str], bool]:
     """Check every dataset against the embodiment and the first (real) dataset.
 
+    Datasets match by layout (widths, modality groups, fps), not by the names of the embodiments they
+    were made with. With `use_state=False` (`--no-state`) a dataset without `observation.state` is fine.
     Returns (infos, camera keys the policy will use, whether observation.state is used).
     Raises DatasetError/EmbodimentError naming the dataset and the problem.
     """
@@ -130,11 +133,9 @@ def check_mixture(
                 "all datasets of a mix must come from one embodiment"
             )
         prov = _provenance_embodiment(spec.path)
-        if prov and prov not in _embodiment_names(embodiment):
-            raise EmbodimentError(
-                f"{where}: made for embodiment {prov!r} (meta/dreamgen_provenance.json), "
-                f"but training uses {embodiment.name!r}"
-            )
+        if prov and prov not in _embodiment_names(embodiment):  # a layout check below decides, not the name
+            log.info("%s: made for embodiment %r, training as %r (layouts are compared)", where, prov,
+                     embodiment.name)
         _check_modality(spec.path, embodiment)
 
     cams_per_ds = [
@@ -154,6 +155,8 @@ def check_mixture(
                 "cameras the policy uses (choose them with --video-key)"
             )
     has_state = [state_key in info.get("features", {}) for info in infos]
+    if not use_state:
+        return infos, wanted, False
     if has_state[0] and not all(has_state):
         lacking = [str(s.path) for s, h in zip(specs, has_state, strict=True) if not h]
         raise DatasetError(
