@@ -94,7 +94,6 @@ def test_check_mixture_accepts_matching_datasets(datasets):
 
 @pytest.mark.parametrize("name,error,match", [
     ("wide", EmbodimentError, "action width 3"),
-    ("robot", EmbodimentError, "robot type 'other_arm'"),
     ("fps", DatasetError, "fps 20"),
     ("nostate", DatasetError, "no 'observation.state'"),
 ])
@@ -166,7 +165,10 @@ def test_check_mixture_no_state_and_layout_not_name(datasets, tmp_path):
     _, _, has_state = check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(datasets["nostate"], 0.5)], emb,
                                     use_state=False)
     assert has_state is False
-    # a dataset made under another embodiment name but with the same layout mixes (names are folder-derived)
+    # another robot-type name with the same layout mixes (names differ with converters and folders) ...
+    _, _, has_state = check_mixture([DatasetSpec(datasets["real"]), DatasetSpec(datasets["robot"], 0.5)], emb)
+    assert has_state is True
+    # ... and so does a dataset whose provenance names another embodiment
     renamed = tmp_path / "renamed"
     shutil.copytree(datasets["real"], renamed)
     (renamed / "meta" / "dreamgen_provenance.json").write_text(json.dumps({"embodiment": "neural_folder_name"}))

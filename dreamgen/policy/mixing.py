@@ -127,11 +127,9 @@ def check_mixture(
                 "action chunks would span different times"
             )
         rt, real_rt = info.get("robot_type"), real_info.get("robot_type")
-        if rt and real_rt and rt != real_rt:
-            raise EmbodimentError(
-                f"{where}: robot type {rt!r} differs from the real dataset {real.path} ({real_rt!r}): "
-                "all datasets of a mix must come from one embodiment"
-            )
+        if rt and real_rt and rt != real_rt:  # names differ with converters and folders: the layout decides
+            log.warning("%s: robot type %r differs from the real dataset's (%r); mixing because the layouts "
+                        "match", where, rt, real_rt)
         prov = _provenance_embodiment(spec.path)
         if prov and prov not in _embodiment_names(embodiment):  # a layout check below decides, not the name
             log.info("%s: made for embodiment %r, training as %r (layouts are compared)", where, prov,
