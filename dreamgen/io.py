@@ -106,6 +106,15 @@ def _first_nonfinite(data: Any, path: str = "") -> str | None:
     return None
 
 
+def read_json(path: str | Path, error: type[DreamgenError] = DreamgenError) -> Any:
+    """A JSON file's content; invalid JSON raises `error` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON ({exc.msg})") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     try:

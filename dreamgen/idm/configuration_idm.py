@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dreamgen import presets
 from dreamgen.errors import DreamgenError
 
@@ -137,13 +135,9 @@ class IDMConfig:
         path = Path(path)
         if not path.is_file():
             raise DreamgenError(f"{path}: IDM config file not found")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise DreamgenError(f"{path}: invalid YAML/JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise DreamgenError(f"{path}: expected a mapping of IDM config fields")
-        return cls.from_dict(data, source=str(path))
+        from dreamgen.presets import read_yaml_mapping
+
+        return cls.from_dict(read_yaml_mapping(path, "IDM config fields"), source=str(path))
 
 
 def resolve_model_config(spec: str | Path | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
-from dreamgen.io import check_safetensors
+from dreamgen.io import check_safetensors, read_json
 from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,7 @@ def check_policy_folder(folder: Path) -> dict[str, Any]:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise DreamgenError(f"{folder}: missing config.json (policy config)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DreamgenError(f"{cfg_path}: invalid JSON ({exc.msg})") from None
+    cfg = read_json(cfg_path)
     if "type" not in cfg:
         raise DreamgenError(f"{cfg_path}: no policy 'type' (is this a raw model rather than a LeRobot policy?)")
     weights = [folder / n for n in ("model.safetensors", "adapter_model.safetensors") if (folder / n).is_file()]

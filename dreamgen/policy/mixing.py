@@ -25,6 +25,7 @@ import torch
 
 from dreamgen.embodiments import Embodiment
 from dreamgen.errors import DatasetError, EmbodimentError
+from dreamgen.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ def read_info(path: Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: dataset folder does not exist")
     if not info_path.is_file():
         raise DatasetError(f"{path}: not a LeRobot dataset (no meta/info.json)")
-    try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{info_path}: invalid JSON ({exc.msg})") from None
+    info = read_json(info_path, DatasetError)
     version = str(info.get("codebase_version", ""))
     if not version.startswith("v3"):
         raise DatasetError(
