@@ -12,18 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamgenbench._entry import run_main, str2bool
+from dreamgenbench._entry import base_parser, run_scoring
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Evaluate whether videos follow their instructions with GPT-4o "
-                                            "or another OpenAI-compatible judge.")
-    p.add_argument("--video_dir", required=True, help="folder of <i>_<Instruction>.mp4 videos (searched recursively)")
-    p.add_argument("--output_csv", default="eval_results.csv", help="CSV to append results to (resumed if present)")
+    p = base_parser("Evaluate whether videos follow their instructions with GPT-4o or another "
+                    "OpenAI-compatible judge.")
     p.add_argument("--api_key", default=None, help="API key (default: the OPENAI_API_KEY environment variable)")
-    p.add_argument("--seed", type=int, default=0, help="seed sent with every request")
     p.add_argument("--max_retries", type=int, default=3, help="retries per video on timeouts, 429 and 5xx")
-    p.add_argument("--zeroshot", type=str2bool, default=False, help="zero-shot prompt: true or false")
     p.add_argument("--model", default="gpt-4o", help="model name on the server")
     p.add_argument("--base_url", "--base-url", dest="base_url", default=None,
                    help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (default: OpenAI)")
@@ -33,22 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _judge(args: argparse.Namespace):
+    from dreamgenbench.judges.openai_compatible import OpenAIJudge, OpenAIJudgeConfig
+
+    return OpenAIJudge(OpenAIJudgeConfig(model=args.model, base_url=args.base_url, api_key=args.api_key,
+                                         timeout_s=args.timeout, max_retries=args.max_retries,
+                                         num_frames=args.num_frames, scale=args.scale, seed=args.seed))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def body():
-        from dreamgenbench.judges.openai_compatible import OpenAIJudge, OpenAIJudgeConfig
-        from dreamgenbench.scoring import format_summary, score_videos, set_seed
-
-        set_seed(args.seed)
-        judge = OpenAIJudge(OpenAIJudgeConfig(model=args.model, base_url=args.base_url, api_key=args.api_key,
-                                              timeout_s=args.timeout, max_retries=args.max_retries,
-                                              num_frames=args.num_frames, scale=args.scale, seed=args.seed))
-        s = score_videos(args.video_dir, judge, "if", args.output_csv, zeroshot=args.zeroshot)
-        print(f"Evaluation done. Results saved to {args.output_csv}")
-        print(format_summary(s))
-
-    return run_main(body)
+    return run_scoring(build_parser().parse_args(argv), _judge, "if")
 
 
 if __name__ == "__main__":
