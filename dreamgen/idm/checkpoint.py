@@ -11,7 +11,6 @@ Written to a temporary sibling and renamed, so a crash never leaves a folder tha
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -24,7 +23,7 @@ import torch
 from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
 from dreamgen.idm.configuration_idm import IDMConfig
-from dreamgen.io import check_safetensors, to_json
+from dreamgen.io import check_safetensors, read_json, to_json
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 log = logging.getLogger(__name__)
@@ -97,10 +96,7 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu"):
     for name in ("config.json", "embodiment"):
         if not (ckpt / name).exists():
             raise DreamgenError(f"{ckpt}: incomplete checkpoint, {name} missing")
-    try:
-        cfg_dict = json.loads((ckpt / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise DreamgenError(f"{ckpt / 'config.json'}: invalid JSON ({exc.msg})") from None
+    cfg_dict = read_json(ckpt / "config.json")
     cfg_dict["encoder_path"] = None  # the encoder shape is in `encoder`; its weights are in ours
     config = IDMConfig.from_dict(cfg_dict, source=str(ckpt / "config.json"))
     embodiment = load_embodiment_folder(ckpt / "embodiment")
@@ -112,10 +108,7 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu"):
         raise DreamgenError(f"{ckpt}: weights do not match the config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
     state_path = ckpt / "train_state.json"
-    try:
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    except json.JSONDecodeError as exc:
-        raise DreamgenError(f"{state_path}: invalid JSON ({exc.msg})") from None
+    state = read_json(state_path) if state_path.is_file() else {}
     warn_if_unfinished(ckpt, state)
     return model.to(device).eval(), embodiment, state
 

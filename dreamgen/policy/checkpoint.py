@@ -54,10 +54,7 @@ def check_policy_folder(folder: Path) -> dict[str, Any]:
     for name in (PREPROCESSOR, POSTPROCESSOR):
         if not (folder / name).is_file():
             raise DreamgenError(f"{folder}: missing {name} (the policy's {name.split('_')[1].split('.')[0]})")
-        try:
-            proc = json.loads((folder / name).read_text())
-        except json.JSONDecodeError as exc:
-            raise DreamgenError(f"{folder / name}: invalid JSON ({exc.msg})") from None
+        proc = read_json(folder / name)
         for step in proc.get("steps", []):
             state = step.get("state_file")
             if state and not (folder / state).is_file():

@@ -184,10 +184,7 @@ def _check_modality(path: Path, embodiment: Embodiment) -> None:
     p = path / "meta" / "modality.json"
     if not p.is_file():
         return
-    try:
-        modality = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{p}: invalid JSON ({exc.msg})") from None
+    modality = read_json(p, DatasetError)
     for part in ("state", "action"):
         theirs = {k: (g.get("start"), g.get("end")) for k, g in modality.get(part, {}).items()}
         ours = embodiment.groups(part)

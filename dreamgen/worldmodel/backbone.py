@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dreamgen.errors import DreamgenError
+from dreamgen.io import read_json
 from dreamgen.worldmodel.config import WorldModelPreset
 
 MODEL_META = "dreamgen_wm.json"  # written next to every model / LoRA we save: which backbone, which preset
@@ -130,7 +131,4 @@ def read_model_meta(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / MODEL_META
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DreamgenError(f"{path}: invalid JSON ({exc.msg})") from None
+    return read_json(path)
