@@ -68,6 +68,19 @@ def check_number(flag: str, value: Any, lo: float | None = None, hi: float | Non
     return value
 
 
+def parse_shard(text: str | None, flag: str = "--shard") -> tuple[int, int]:
+    """`i/n` -> (i, n): this worker's shard of n (none given: the only one, (0, 1))."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise BadFlagError(f"{flag} must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise BadFlagError(f"{flag} must be i/n with 0 <= i < n, got {text!r}")
+    return i, n
+
+
 def check_finite_loss(loss: Any, step: int, what: str) -> None:
     """Abort training on a NaN/inf loss, before anything is saved as if it were a trained model."""
     value = float(loss)

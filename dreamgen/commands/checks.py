@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from dreamgen.errors import BadFlagError, check_number
+from dreamgen.errors import BadFlagError, check_number, parse_shard
 
 __all__ = ["BadFlagError", "at_least", "check_number", "finite", "in_range", "parse_shard", "parse_size"]
 
@@ -51,15 +51,3 @@ def parse_size(text: str | None, flag: str, example: str = "432x768") -> list[in
     if a < 1 or b < 1 or a > 16384 or b > 16384:
         raise BadFlagError(f"{flag} must be HxW with both sides in [1, 16384], got {text!r}")
     return [a, b]
-
-
-def parse_shard(text: str | None, flag: str = "--shard") -> tuple[int, int]:
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise BadFlagError(f"{flag} must look like i/n (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise BadFlagError(f"{flag} must be i/n with 0 <= i < n, got {text!r}")
-    return i, n

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dreamgen.data.video import read_video, write_video
-from dreamgen.errors import DreamgenError, VideoError, check_number
+from dreamgen.errors import DreamgenError, VideoError, check_number, parse_shard
 from dreamgen.io import atomic_write_json, clean_stale_partials_in
 from dreamgen.jobs import check_job
 from dreamgen.naming import dream_filename, instruction_to_stem
@@ -140,18 +140,6 @@ def load_first_frame(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError) as exc:
         raise VideoError(f"{path}: unreadable image ({exc})") from None
-
-
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    if not shard:
-        return 0, 1
-    try:
-        k, n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise DreamgenError(f"--shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
-    if n < 1 or not 0 <= k < n:
-        raise DreamgenError(f"--shard {shard}: need 0 <= i < n")
-    return k, n
 
 
 def job_shard(cfg_shard: str | None) -> tuple[int, int]:
