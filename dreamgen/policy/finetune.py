@@ -197,14 +197,13 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
     if cfg.vision_trunk_layers not in (None, 4):
-        from dreamgen.policy.vision import build_truncated, truncate_vision_trunk
+        from dreamgen.policy.vision import load_truncated_weights, truncate_vision_trunk
 
         policy_cfg.pretrained_path = None  # a cut trunk cannot load through LeRobot: load its weights below
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
         truncate_vision_trunk(policy, cfg.vision_trunk_layers)
         if ckpt is not None:
-            saved = build_truncated(type(policy), policy.config, ckpt / "pretrained_model", cfg.vision_trunk_layers)
-            policy.load_state_dict(saved.state_dict())
+            load_truncated_weights(policy, ckpt / "pretrained_model", cfg.vision_trunk_layers)
     else:
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
     if ckpt is not None:

@@ -55,13 +55,18 @@ def truncate_vision_trunk(policy: Any, layers: int | None) -> None:
 
 def build_truncated(policy_cls: Any, cfg: Any, folder: Path, layers: int) -> Any:
     """A policy of `policy_cls` with the cut trunk, weights loaded strictly from `folder/model.safetensors`."""
+    policy = policy_cls(cfg)
+    truncate_vision_trunk(policy, layers)
+    return load_truncated_weights(policy, folder, layers)
+
+
+def load_truncated_weights(policy: Any, folder: Path, layers: int) -> Any:
+    """Load `folder/model.safetensors` strictly into a policy whose trunk is already cut (fp16 files too)."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise DreamgenError(f"{folder}: no model.safetensors")
-    policy = policy_cls(cfg)
-    truncate_vision_trunk(policy, layers)
     state = load_file(str(weights))
     try:
         policy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
