@@ -51,8 +51,8 @@ def test_action_from_state_rules_are_validated():
 
 
 def _square_embodiment(rules=None) -> Embodiment:
-    stats = {k: {"mean": [16.0, 16.0], "std": [8.0, 8.0], "min": [0.0, 0.0], "max": [32.0, 32.0],
-                 "q01": [0.0, 0.0], "q99": [32.0, 32.0]} for k in ("observation.state",)}
+    stats = {"observation.state": {"mean": [16.0, 16.0], "std": [8.0, 8.0], "min": [0.0, 0.0], "max": [32.0, 32.0],
+                                   "q01": [0.0, 0.0], "q99": [32.0, 32.0]}}
     stats["action"] = {"mean": [0.0, 0.0], "std": [1.0, 1.0], "min": [-1.5, -1.5], "max": [1.5, 1.5],
                        "q01": [-1.5, -1.5], "q99": [1.5, 1.5]}
     return Embodiment(
