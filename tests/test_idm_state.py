@@ -130,7 +130,7 @@ def test_vision_trunk_cut_keeps_a_finer_map_and_round_trips(tmp_path):
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
     from safetensors.torch import save_file
 
-    from dreamgen.policy.vision import build_truncated, truncate_vision_trunk
+    from dreamgen.policy.vision import VisionSpec, build_adapted, truncate_vision_trunk
 
     cfg = DiffusionConfig(down_dims=[16, 32], crop_shape=(48, 48), pretrained_backbone_weights=None,
                           use_group_norm=True, n_obs_steps=2, horizon=8, n_action_steps=4, device="cpu",
@@ -149,7 +149,7 @@ def test_vision_trunk_cut_keeps_a_finer_map_and_round_trips(tmp_path):
     folder = tmp_path / "pm"
     folder.mkdir()
     save_file({k: v.half() for k, v in cut.state_dict().items()}, str(folder / "model.safetensors"))
-    again = build_truncated(DiffusionPolicy, cfg, folder, 2)
+    again = build_adapted(DiffusionPolicy, cfg, folder, VisionSpec(2))
     x = torch.rand(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.allclose(enc.eval()(x), _encoder(again).eval()(x), atol=1e-2)

@@ -18,6 +18,7 @@ from dreamgen.embodiments import Embodiment, load_embodiment_folder
 from dreamgen.errors import DreamgenError
 from dreamgen.io import check_safetensors, read_json
 from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder
+from dreamgen.policy.vision import VisionSpec, build_adapted
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,9 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
     cfg.pretrained_path = folder
     info_path = folder / "dreamgen_policy.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if info.get("vision_trunk_layers") not in (None, 4):  # a cut image trunk (vision.py): rebuild, then load
-        from dreamgen.policy.vision import build_truncated
-
-        policy = build_truncated(get_policy_class(cfg.type), cfg, folder, int(info["vision_trunk_layers"]))
+    vision = VisionSpec.from_info(info)
+    if not vision.is_stock:  # an adapted image encoder (vision.py): rebuild, then load
+        policy = build_adapted(get_policy_class(cfg.type), cfg, folder, vision)
     else:
         policy = get_policy_class(cfg.type).from_pretrained(folder, config=cfg, local_files_only=True)
     policy.to(device).eval()

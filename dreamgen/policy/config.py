@@ -47,6 +47,8 @@ class PolicyTrainConfig:
     frame_cache_gb: float = 4.0
     # diffusion only: keep the ResNet image trunk up to layer N (1-3; None/4 = LeRobot's full trunk). See vision.py.
     vision_trunk_layers: int | None = None
+    # diffusion only: FiLM the trunk's feature map with the instruction feature (needs task_conditioning bow)
+    vision_instruction_film: bool = False
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)

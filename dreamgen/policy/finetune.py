@@ -46,6 +46,7 @@ from dreamgen.policy.train_setup import (
     latest_checkpoint,
     resolve_embodiment,
 )
+from dreamgen.policy.vision import VisionSpec
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +197,15 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     policy_cfg = train_cfg.policy
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
-    if cfg.vision_trunk_layers not in (None, 4):
-        from dreamgen.policy.vision import load_truncated_weights, truncate_vision_trunk
+    vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film)
+    if not vision.is_stock:
+        from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights
 
-        policy_cfg.pretrained_path = None  # a cut trunk cannot load through LeRobot: load its weights below
+        policy_cfg.pretrained_path = None  # an adapted encoder cannot load through LeRobot: load its weights below
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
-        truncate_vision_trunk(policy, cfg.vision_trunk_layers)
+        adapt_image_encoder(policy, vision)
         if ckpt is not None:
-            load_truncated_weights(policy, ckpt / "pretrained_model", cfg.vision_trunk_layers)
+            load_adapted_weights(policy, ckpt / "pretrained_model", vision)
     else:
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
     if ckpt is not None:
@@ -244,8 +246,8 @@ def train_step(run: _Run, batch: dict[str, Any], task_steps: int | None) -> floa
 
     acc = run.accelerator
     for key in run.mix.meta.camera_keys:
-        if key in batch and batch[key].dtype == torch.uint8:
-            batch[key] = batch[key].float() / 255.0
+        if key in batch and batch[key].dtype == torch.uint8:  # to the device as uint8: 1/4 of the copy
+            batch[key] = batch[key].to(acc.device, non_blocking=True).float() / 255.0
     if run.task_encoder.enabled:
         batch[TASK_FEATURE_KEY] = run.task_encoder.tensor(batch["task"], steps=task_steps, device=acc.device)
     batch = run.preprocessor(batch)

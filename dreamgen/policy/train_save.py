@@ -58,6 +58,7 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
         "loss": sum(window) / len(window),
         "task_conditioning": (task_encoder or TaskEncoder("none")).to_json(),
         "vision_trunk_layers": cfg.vision_trunk_layers,
+        "vision_instruction_film": cfg.vision_instruction_film,
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     write_json(pm / POLICY_INFO, info)

@@ -1,16 +1,29 @@
-"""A shorter ResNet trunk for LeRobot's diffusion policy image encoder.
+"""LeRobot's diffusion-policy image encoder, fitted to small scenes: a shorter trunk and instruction FiLM.
 
-LeRobot's `DiffusionRgbEncoder` always keeps a torchvision ResNet up to `layer4` (stride 32, 11M
-parameters for ResNet18): on a 96x96 ToyWorld frame that leaves a 3x3 feature map for the spatial
+**Cut trunk.** LeRobot's `DiffusionRgbEncoder` always keeps a torchvision ResNet up to `layer4` (stride
+32, 11M parameters for ResNet18): on a 96x96 ToyWorld frame that leaves a 3x3 feature map for the spatial
 softmax, too coarse to put the gripper within centimetres of an object, and 22 MB per fp16 checkpoint.
-`--vision-trunk-layers 2` keeps `conv1 .. layer2` (stride 8, 0.7M parameters: a 12x12 map at 96 px);
-3 keeps up to `layer3` (stride 16). LeRobot has no option for this (its config insists on a full ResNet
-name), so the cut is applied here, after `make_policy`, and recorded in the checkpoint's
-`dreamgen_policy.json` so that `load_policy_checkpoint` rebuilds the same module before loading weights.
+`vision_trunk_layers: 2` keeps `conv1 .. layer2` (stride 8, 0.7M parameters: a 12x12 map at 96 px);
+3 keeps up to `layer3` (stride 16).
+
+**Instruction FiLM.** LeRobot's diffusion policy sees the instruction feature (`observation.environment_state`,
+task_encoding.py) only in the UNet's global conditioning, concatenated with the spatial-softmax keypoints.
+Choosing the keypoint of the object an instruction names is then a product of two inputs the UNet can only
+form several layers deep; measured on ToyWorld v2 (RESULTS.md), a policy trained so heads for the named
+object no more often than chance. `vision_instruction_film: true` scales and shifts every channel of the
+trunk's feature map by a linear function of the instruction feature (FiLM, Perez et al. 2018) before the
+spatial softmax, so the keypoints themselves can move to the named object. It starts as the identity
+(zero-initialised projection).
+
+LeRobot has no option for either (its config insists on a full ResNet name and its encoder takes images
+only), so both are applied here, after `make_policy`, and recorded in the checkpoint's `dreamgen_policy.json`
+so that `load_policy_checkpoint` rebuilds the same module before loading the weights.
 """
 
 from __future__ import annotations
 
+import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +32,36 @@ from dreamgen.errors import DreamgenError
 # children of a torchvision ResNet: conv1, bn1, relu, maxpool, layer1, layer2, layer3, layer4, avgpool, fc
 _STEM = 4
 VALID_LAYERS = (1, 2, 3, 4)
+ENV_STATE_KEY = "observation.environment_state"  # = task_encoding.TASK_FEATURE_KEY (LeRobot's OBS_ENV_STATE)
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    """How the image encoder differs from LeRobot's: `trunk_layers` (None/4 = full) and instruction FiLM."""
+
+    trunk_layers: int | None = None
+    instruction_film: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trunk_layers is not None and self.trunk_layers not in VALID_LAYERS:
+            raise DreamgenError(f"vision_trunk_layers must be one of {VALID_LAYERS}, got {self.trunk_layers}")
+
+    @property
+    def is_stock(self) -> bool:
+        return self.trunk_layers in (None, 4) and not self.instruction_film
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> VisionSpec:
+        """From a checkpoint's dreamgen_policy.json (keys absent in older checkpoints mean LeRobot's encoder)."""
+        return cls(info.get("vision_trunk_layers"), bool(info.get("vision_instruction_film", False)))
 
 
 def _rgb_encoders(policy: Any) -> list[Any]:
     core = getattr(policy, "diffusion", None)
     enc = getattr(core, "rgb_encoder", None)
     if enc is None:
-        raise DreamgenError(f"vision_trunk_layers applies to the diffusion policy's image encoder; "
-                            f"{type(policy).__name__} has none")
+        raise DreamgenError(f"vision_trunk_layers / vision_instruction_film apply to the diffusion policy's "
+                            f"image encoder; {type(policy).__name__} has none")
     import torch.nn as nn
 
     return list(enc) if isinstance(enc, nn.ModuleList) else [enc]
@@ -36,32 +71,110 @@ def truncate_vision_trunk(policy: Any, layers: int | None) -> None:
     """Keep the ResNet trunk of every image encoder up to `layer{layers}` and resize its spatial softmax."""
     if layers is None or layers == 4:
         return
-    if layers not in VALID_LAYERS:
-        raise DreamgenError(f"vision_trunk_layers must be one of {VALID_LAYERS}, got {layers}")
-    import torch
+    VisionSpec(layers)  # validates
     import torch.nn as nn
+
+    for enc in _rgb_encoders(policy):
+        children = list(enc.backbone.children())
+        enc.backbone = nn.Sequential(*children[: _STEM + layers])
+    _resize_pools(policy)
+
+
+def _resize_pools(policy: Any) -> None:
+    import torch
     from lerobot.policies.diffusion.modeling_diffusion import SpatialSoftmax
 
     cfg = policy.config
     h, w = cfg.crop_shape or cfg.resize_shape or next(iter(cfg.image_features.values())).shape[1:]
     for enc in _rgb_encoders(policy):
-        children = list(enc.backbone.children())
-        enc.backbone = nn.Sequential(*children[: _STEM + layers])
+        device = next(enc.backbone.parameters()).device
         with torch.no_grad():
-            device = next(enc.backbone.parameters()).device
             fmap = enc.backbone(torch.zeros(1, 3, h, w, device=device)).shape[1:]
         enc.pool = SpatialSoftmax(tuple(fmap), num_kp=cfg.spatial_softmax_num_keypoints).to(device)
 
 
-def build_truncated(policy_cls: Any, cfg: Any, folder: Path, layers: int) -> Any:
-    """A policy of `policy_cls` with the cut trunk, weights loaded strictly from `folder/model.safetensors`."""
+def _film_module(feature_dim: int, channels: int) -> Any:
+    import torch.nn as nn
+
+    class InstructionFiLM(nn.Module):
+        """fmap * (1 + gamma(instr)) + beta(instr) per channel; the instruction is set by the caller."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(feature_dim, 2 * channels)
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+            self.instruction = None  # (N, feature_dim), N = the number of images in the call
+
+        def forward(self, fmap: Any) -> Any:
+            if self.instruction is None:
+                raise DreamgenError("instruction FiLM called without an instruction feature")
+            gamma, beta = self.proj(self.instruction.to(fmap.dtype)).chunk(2, dim=-1)
+            return fmap * (1 + gamma[..., None, None]) + beta[..., None, None]
+
+    return InstructionFiLM()
+
+
+def add_instruction_film(policy: Any) -> None:
+    """Append an instruction FiLM to every image encoder's trunk and feed it from the batch's feature."""
+    import torch
+
+    cfg = policy.config
+    feat = cfg.input_features.get(ENV_STATE_KEY)
+    if feat is None:
+        raise DreamgenError(f"vision_instruction_film needs the instruction feature ({ENV_STATE_KEY}); "
+                            "train with task_conditioning bow")
+    encoders = _rgb_encoders(policy)
+    h, w = cfg.crop_shape or cfg.resize_shape or next(iter(cfg.image_features.values())).shape[1:]
+    for enc in encoders:
+        device = next(enc.backbone.parameters()).device
+        with torch.no_grad():
+            channels = enc.backbone(torch.zeros(1, 3, h, w, device=device)).shape[1]
+        enc.backbone.append(_film_module(int(feat.shape[0]), int(channels)).to(device))
+    core = policy.diffusion
+    core._prepare_global_conditioning = types.MethodType(_conditioning_with_film(type(core)), core)
+
+
+def _conditioning_with_film(core_cls: Any) -> Any:
+    """LeRobot's `_prepare_global_conditioning`, with each encoder's FiLM given the instruction feature of
+    the images it encodes, in LeRobot's own image order ((b s n) shared, (b s) per camera)."""
+    import einops
+
+    original = core_cls._prepare_global_conditioning
+
+    def prepare(self: Any, batch: dict[str, Any]) -> Any:
+        instr = batch[ENV_STATE_KEY]  # (b, s, d)
+        encoders = list(self.rgb_encoder) if self.config.use_separate_rgb_encoder_per_camera else [self.rgb_encoder]
+        n_cams = 1 if len(encoders) > 1 else len(self.config.image_features)
+        flat = einops.repeat(instr, "b s d -> (b s n) d", n=n_cams)
+        films = [enc.backbone[-1] for enc in encoders]
+        for film in films:
+            film.instruction = flat
+        try:
+            return original(self, batch)
+        finally:
+            for film in films:
+                film.instruction = None
+
+    return prepare
+
+
+def adapt_image_encoder(policy: Any, spec: VisionSpec) -> None:
+    """Apply `spec` to a freshly built LeRobot diffusion policy (before loading or training weights)."""
+    truncate_vision_trunk(policy, spec.trunk_layers)
+    if spec.instruction_film:
+        add_instruction_film(policy)
+
+
+def build_adapted(policy_cls: Any, cfg: Any, folder: Path, spec: VisionSpec) -> Any:
+    """A policy of `policy_cls` with the adapted encoder, weights loaded strictly from `folder/model.safetensors`."""
     policy = policy_cls(cfg)
-    truncate_vision_trunk(policy, layers)
-    return load_truncated_weights(policy, folder, layers)
+    adapt_image_encoder(policy, spec)
+    return load_adapted_weights(policy, folder, spec)
 
 
-def load_truncated_weights(policy: Any, folder: Path, layers: int) -> Any:
-    """Load `folder/model.safetensors` strictly into a policy whose trunk is already cut (fp16 files too)."""
+def load_adapted_weights(policy: Any, folder: Path, spec: VisionSpec) -> Any:
+    """Load `folder/model.safetensors` strictly into a policy whose encoder is already adapted (fp16 files too)."""
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
@@ -71,6 +184,7 @@ def load_truncated_weights(policy: Any, folder: Path, layers: int) -> Any:
     try:
         policy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     except RuntimeError as exc:
-        raise DreamgenError(f"{weights}: weights do not match a {layers}-layer vision trunk: "
+        raise DreamgenError(f"{weights}: weights do not match the image encoder {spec}: "
                             f"{str(exc).splitlines()[0]}") from None
     return policy
+
