@@ -3,7 +3,8 @@
 encode every frame once, mix per window, flow-matching sampling, temporal ensembling).
 
     # the reference-sized IDM (SigLIP-2-large shape, random weights), one H100, bf16:
-    python benchmarks/bench_idm.py --model-config siglip2_large --device cuda --frames 93 --videos 8 --size 256
+    python benchmarks/bench_idm.py --model-config siglip2_large --device cuda --frames 93 --videos 8 --size 256 \
+        --batch-size 128 --compile --stride 8
     # the ToyWorld IDM on CPU:
     python benchmarks/bench_idm.py --model-config toyworld --device cpu --frames 24 --videos 4 --size 64 \
         --offsets 0,8 --horizon 8 --action-dim 4
@@ -41,6 +42,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the config's)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--stride", type=int, default=1, help="a window every STRIDE frames (1..horizon)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path (encoder + action DiT)")
+    p.add_argument("--videos-per-batch", type=int, default=8, help="videos labelled together on the fast path")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--quality", metavar="CHECKPOINT", help="measure quality of this checkpoint instead of speed")
     p.add_argument("--dataset", help="with --quality: the dataset (default: the checkpoint's training dataset)")
@@ -48,11 +52,17 @@ def main() -> None:
     if args.quality:
         return quality(args)
 
+    return speed(args)
+
+
+def speed(args) -> None:
+    """Frames/s of the slow path (eager, one video at a time) and of the fast one (`--compile`, videos
+    batched together), the same stride and noise, and the largest label difference between them."""
     import numpy as np
     import torch
 
     from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
-    from dreamgen.idm.extract import device_and_autocast, label_frames
+    from dreamgen.idm.labelling import compile_for_labelling, device_and_autocast, label_frames, label_many
     from dreamgen.idm.modeling_idm import IDM
     from dreamgen.idm.synthetic import synthetic_embodiment
 
@@ -65,34 +75,47 @@ def main() -> None:
                                "action_dim": args.action_dim})
     device, autocast = device_and_autocast(args.device, args.precision)
     model = IDM(cfg).to(device).eval()
-    emb = synthetic_embodiment(offsets, args.horizon, cfg.image_size[0], args.action_dim)
+    emb = synthetic_embodiment(offsets, args.horizon, cfg.image_size[0], args.action_dim)  # action std 1
     rng = np.random.default_rng(0)
     videos = [rng.integers(0, 255, (args.frames, args.size, args.size, 3), dtype=np.uint8)
               for _ in range(args.videos)]
-    label_frames(model, emb, videos[0][: cfg.window + 1], args.batch_size, args.steps, 0, device, autocast)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for v in videos:
-        label_frames(model, emb, v, args.batch_size, args.steps, 0, device, autocast)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    kw = {"batch_size": args.batch_size, "num_steps": args.steps, "seed": 0, "device": device,
+          "autocast": autocast, "stride": args.stride}
+
+    def timed(fn):
+        fn()  # warm-up (and, compiled, the compile)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - t0
+
+    slow, t_slow = timed(lambda: [label_frames(model, emb, v, **kw) for v in videos])
+    if args.compile:
+        compile_for_labelling(model)
+    group = args.videos_per_batch
+    fast, t_fast = timed(lambda: [a for i in range(0, len(videos), group)
+                                  for a in label_many(model, emb, videos[i:i + group], **kw)])
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(slow, fast, strict=True))
     n = args.frames * args.videos
     params = sum(p.numel() for p in model.parameters()) / 1e6
     mem = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else "-"
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.processor() or ''} " \
         f"{args.threads} thread(s)"
+    fast_name = ("compiled, " if args.compile else "eager, ") + f"{group} videos per batch"
     row = (f"| {datetime.date.today()} | {machine} | {args.model_config} ({params:.0f}M) | {cfg.image_size[0]}px, "
-           f"offsets {offsets}, H={args.horizon}, {args.steps or cfg.num_inference_steps} steps | "
-           f"{n / dt:.1f} frames/s | {mem} |")
-    print("| date | machine | IDM | input | labelled | peak mem |\n|---|---|---|---|---|---|\n" + row)
+           f"offsets {offsets}, H={args.horizon}, {args.steps or cfg.num_inference_steps} steps, stride "
+           f"{args.stride} | {n / t_slow:.1f} | {n / t_fast:.1f} ({fast_name}) | {diff:.1e} | {mem} |")
+    header = ("| date | machine | IDM | input | eager, one video at a time (frames/s) | fast path (frames/s) | "
+              "max label diff (normalised) | peak mem |\n|---|---|---|---|---|---|---|---|")
+    print(header + "\n" + row)
     if not args.no_record:
         results = Path(__file__).resolve().parent / "RESULTS.md"
         with results.open("a") as f:
-            f.write(f"\n### IDM labelling speed\n`{' '.join(sys.argv)}`\n\n| date | machine | IDM | input | labelled | "
-                    f"peak mem |\n|---|---|---|---|---|---|\n{row}\n")
+            f.write(f"\n### IDM labelling speed\n`{' '.join(sys.argv)}`\n\n{header}\n{row}\n")
 
 
 def quality(args) -> None:

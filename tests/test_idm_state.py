@@ -179,3 +179,58 @@ def test_flow_labels_are_the_same_alone_or_batched_across_videos():
     for a, b in zip(alone, together, strict=True):
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
     assert not np.allclose(alone[0][:7], alone[2])  # different videos, different labels
+
+
+def _tiny_flow_idm():
+    from dreamgen.idm.configuration_idm import IDMConfig
+    from dreamgen.idm.modeling_idm import IDM
+
+    torch.manual_seed(0)
+    return IDM(IDMConfig(action_dim=2, action_horizon=4, observation_offsets=[0, 4], image_size=[32, 32],
+                         encoder={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                  "num_attention_heads": 2, "patch_size": 8},
+                         hidden_size=32, vl_layers=1, dit_layers=1, num_heads=2, num_inference_steps=3)).eval()
+
+
+def test_stride_covers_every_frame_with_fewer_windows_and_is_bounded():
+    from dreamgen.errors import BadFlagError
+    from dreamgen.idm.labelling import ensemble_chunks, label_many
+    from dreamgen.idm.synthetic import synthetic_embodiment
+
+    # hand-computed: chunks starting at 0 and 2 of horizon 3 over 5 frames
+    chunks = np.array([[[1.0], [1.0], [1.0]], [[3.0], [3.0], [3.0]]])
+    assert ensemble_chunks(chunks, 5, np.array([0, 2])).ravel().tolist() == [1.0, 1.0, 2.0, 3.0, 3.0]
+    model, emb = _tiny_flow_idm(), synthetic_embodiment()
+    calls = []
+    sample = model.sample
+    model.sample = lambda **kw: calls.append(len(kw["context"])) or sample(**kw)
+    videos = [ep.frames[:n] for ep, n in zip(moving_square_episodes(2, length=24, seed=1), (24, 13), strict=True)]
+    full = label_many(model, emb, videos, batch_size=64, seed=3, stride=1)
+    n_full = sum(calls)
+    calls.clear()
+    sparse = label_many(model, emb, videos, batch_size=64, seed=3, stride=4)
+    assert sum(calls) == 6 + 4 and n_full == 24 + 13  # ceil(T / stride) windows per video
+    for a, b in zip(full, sparse, strict=True):
+        assert a.shape == b.shape and np.isfinite(b).all()
+    assert not np.allclose(full[0], sparse[0])  # other windows, other ensemble
+    for bad in (0, 5):  # beyond the horizon some frames would be covered by no chunk
+        with pytest.raises(BadFlagError, match="--stride must be between 1 and"):
+            label_many(model, emb, videos, stride=bad)
+
+
+def test_compiled_labelling_pads_batches_and_gives_the_eager_labels():
+    from dreamgen.idm.labelling import compile_for_labelling, label_many
+    from dreamgen.idm.synthetic import synthetic_embodiment
+
+    emb = synthetic_embodiment()
+    videos = [ep.frames[:n] for ep, n in zip(moving_square_episodes(2, length=24, seed=1), (24, 13), strict=True)]
+    eager = label_many(_tiny_flow_idm(), emb, videos, batch_size=8, seed=3, stride=2)
+    model = _tiny_flow_idm()
+    compile_for_labelling(model, backend="eager")  # dynamo tracing on CPU in seconds; GPUs use inductor
+    shapes = []
+    encode = model.encode_frames
+    model.encode_frames = lambda x: shapes.append(len(x)) or encode(x)
+    fast = label_many(model, emb, videos, batch_size=8, seed=3, stride=2)
+    assert set(shapes) == {8}  # 37 frames -> 5 full batches, the last one padded: one graph for all
+    for a, b in zip(eager, fast, strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4

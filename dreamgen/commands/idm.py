@@ -153,6 +153,12 @@ def extract_cmd(
                                    "settings and start fresh (a rerun otherwise refuses them)."),
     videos_per_batch: int = typer.Option(8, "--videos-per-batch", callback=at_least(1),
                                          help="Flow IDMs: label this many videos in shared batches (same labels)."),
+    stride: int = typer.Option(1, "--stride", callback=at_least(1),
+                               help="Flow IDMs: a window every STRIDE frames (1..horizon). Cost per frame: one "
+                               "image encoding + 1/STRIDE of a sampled chunk; each frame averages horizon/STRIDE "
+                               "chunks (1: the reference's ensemble)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Flow IDMs: torch.compile the encoder and the "
+                                       "action DiT (GPU; a one-off compile of ~1 min, then faster labelling)."),
 ) -> None:
     """Label every frame of every video with IDM actions; write a LeRobot v3 dataset. Resumable."""
     from dreamgen.idm.extract import ExtractConfig, extract_actions
@@ -163,7 +169,8 @@ def extract_cmd(
     res = extract_actions(ExtractConfig(checkpoint, videos, out, batch_size=batch_size, device=device,
                                         precision=precision, num_inference_steps=steps, shard=shard_in,
                                         embodiment=embodiment, keep_work=keep_work, overwrite=overwrite,
-                                        videos_per_batch=videos_per_batch))
+                                        videos_per_batch=videos_per_batch, stride=stride,
+                                        compile=compile_model))
     typer.echo(res.summary())
     if res.failed and res.out is None and not res.labelled:
         raise DreamgenError(f"{videos}: every video failed")

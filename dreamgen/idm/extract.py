@@ -26,6 +26,8 @@ import numpy as np
 
 from dreamgen.errors import DreamgenError, OutputExistsError, VideoError, check_number
 from dreamgen.idm.labelling import (  # noqa: F401  (re-exported: callers import them from here)
+    check_stride,
+    compile_for_labelling,
     device_and_autocast,
     ensemble_chunks,
     label_frames,
@@ -54,6 +56,8 @@ class ExtractConfig:
     seed: int = 0
     keep_work: bool = False
     videos_per_batch: int = 8  # flow IDMs label this many videos in shared batches (full GPU batches)
+    stride: int = 1  # flow IDMs: a window every `stride` frames (labelling.py: the cost per labelled frame)
+    compile: bool = False  # flow IDMs: torch.compile encoder + action DiT
     overwrite: bool = False  # discard labels in the work folder made with other settings
 
 
@@ -149,7 +153,7 @@ def _job_key(cfg: ExtractConfig, ckpt: Path, work: Path) -> str:
     from dreamgen.jobs import check_job
 
     settings = {"checkpoint": str(ckpt.resolve()), "checkpoint_weights": fingerprint(ckpt / "model.safetensors"),
-                "steps": cfg.num_inference_steps, "seed": cfg.seed, "precision": cfg.precision,
+                "steps": cfg.num_inference_steps, "seed": cfg.seed, "precision": cfg.precision, "stride": cfg.stride,
                 "embodiment": None if cfg.embodiment is None else str(cfg.embodiment),
                 "videos": str(Path(cfg.videos).resolve())}
 
@@ -186,7 +190,7 @@ def _label_group(model, emb, group, cfg: ExtractConfig, device, autocast) -> lis
     """(actions, states or None) per video of the group: flow IDMs label the group in shared batches."""
     if model.config.kind == "flow":
         actions = label_many(model, emb, [g[3] for g in group], cfg.batch_size, cfg.num_inference_steps,
-                             cfg.seed, device, autocast)
+                             cfg.seed, device, autocast, cfg.stride)
         return [(a, None) for a in actions]
     return [label_video(model, emb, g[3], device=device, autocast=autocast) for g in group]
 
@@ -219,6 +223,10 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
         emb = _write_as(cfg.embodiment, model, emb, ckpt)
     check_video_formats(videos, root, emb, str(cfg.embodiment or ckpt / "embodiment"))
     cfg_m = model.config
+    if cfg_m.kind == "flow":
+        check_stride(cfg.stride, cfg_m.action_horizon)
+        if cfg.compile:
+            compile_for_labelling(model)
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
     key = _job_key(cfg, ckpt, work)
     clean_stale_partials_in(work)  # label files a killed run was writing
@@ -270,7 +278,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
                  "assemble %s", len(pending), out)
         return result
     result.out = assemble_dataset(videos, root, work, out, emb, ckpt, train_state, result.failed, key,
-                                  labelling_provenance(model, emb))
+                                  labelling_provenance(model, emb, cfg.stride))
     if not cfg.keep_work:
         import shutil
 

@@ -1,8 +1,11 @@
 """IDM labelling: frames -> actions (and states), one video or many at a time.
 
-A flow IDM encodes every frame once; every frame t starts a window (frames t+offsets, clamped to the
-last frame) whose predicted chunk covers actions t..t+H-1, and each frame's action is the mean of the
-chunks covering it (the reference's temporal ensembling). `label_many` does this for several videos at
+A flow IDM encodes every frame once; every `stride`-th frame t starts a window (frames t+offsets, clamped
+to the last frame) whose predicted chunk covers actions t..t+H-1, and each frame's action is the mean of
+the chunks covering it (the reference's temporal ensembling at stride 1). The cost per labelled frame is
+explicit: one image encoding plus 1/stride of (one context mix + `num_steps` velocity evaluations of the
+action DiT); each frame is the mean of H/stride chunks (stride 1: H, the reference's; stride H: one chunk,
+no ensemble). `stride` must be between 1 and H so that every frame is covered. `label_many` does this for several videos at
 once: the frames of all of them are encoded in shared batches and their windows sampled in shared
 batches, so a GPU sees full batches even for short videos; each video's sampling noise comes from its
 own seeded generator, so a video gets the same labels alone or in a group. A state IDM runs once over
@@ -15,21 +18,43 @@ import numpy as np
 import torch
 
 
-def ensemble_chunks(chunks: np.ndarray, length: int | None = None) -> np.ndarray:
-    """chunks (T, H, A): chunk t predicts actions t..t+H-1 -> (T, A), each the mean of the chunks covering it."""
+def ensemble_chunks(chunks: np.ndarray, length: int | None = None, starts: np.ndarray | None = None) -> np.ndarray:
+    """chunks (N, H, A), chunk i predicting actions starts[i]..starts[i]+H-1 (default starts: 0..N-1)
+    -> (length, A), each frame the mean of the chunks covering it."""
     n, h, a = chunks.shape
+    starts = np.arange(n) if starts is None else np.asarray(starts)
     length = n if length is None else length
     sums = np.zeros((length, a), np.float64)
     counts = np.zeros(length, np.int64)
-    for t in range(n):
+    for i, t in enumerate(starts):
         end = min(t + h, length)
         if end > t:
-            sums[t:end] += chunks[t, : end - t]
+            sums[t:end] += chunks[i, : end - t]
             counts[t:end] += 1
     if (counts == 0).any():
         raise ValueError(f"frames {np.flatnonzero(counts == 0)[:5].tolist()} are covered by no chunk")
     return (sums / counts[:, None]).astype(np.float32)
 
+
+def compile_for_labelling(model, backend: str = "inductor") -> None:
+    """torch.compile the image encoder and the action DiT's velocity field (inference, fixed shapes:
+    `label_many` pads its last batches to full size so one graph serves every call)."""
+    model.encoder = torch.compile(model.encoder, dynamic=False, backend=backend)
+    model.velocity = torch.compile(model.velocity, dynamic=False, backend=backend)
+    model.compiled_for_labelling = True
+
+
+def _batches(x: torch.Tensor | np.ndarray, size: int, pad: bool):
+    """Consecutive slices of `size`; with `pad` the last one is padded (repeating its last row) to `size`,
+    returning (slice, number of real rows)."""
+    for i in range(0, len(x), size):
+        part = x[i:i + size]
+        n = len(part)
+        if pad and n < size:
+            rep = part[-1:].repeat(size - n, *([1] * (part.ndim - 1))) if torch.is_tensor(part) else \
+                np.repeat(part[-1:], size - n, axis=0)
+            part = torch.cat([part, rep]) if torch.is_tensor(part) else np.concatenate([part, rep])
+        yield part, n
 
 
 def device_and_autocast(device: str, precision: str):
@@ -43,9 +68,9 @@ def device_and_autocast(device: str, precision: str):
 
 @torch.no_grad()
 def label_frames(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
-                 seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> np.ndarray:
-    """uint8 frames (T, H, W, 3) -> raw (unnormalised) actions (T, A) by ensembling every frame's chunk."""
-    return label_many(model, embodiment, [frames], batch_size, num_steps, seed, device, autocast)[0]
+                 seed: int = 0, device: torch.device | str = "cpu", autocast=None, stride: int = 1) -> np.ndarray:
+    """uint8 frames (T, H, W, 3) -> raw (unnormalised) actions (T, A) by ensembling the windows' chunks."""
+    return label_many(model, embodiment, [frames], batch_size, num_steps, seed, device, autocast, stride)[0]
 
 
 def _video_noise(model, n: int, seed: int) -> torch.Tensor:
@@ -54,34 +79,44 @@ def _video_noise(model, n: int, seed: int) -> torch.Tensor:
     return torch.randn((n, model.config.action_horizon, model.config.action_dim), generator=gen)
 
 
+def check_stride(stride: int, horizon: int) -> None:
+    from dreamgen.errors import BadFlagError
+
+    if not (isinstance(stride, int) and 1 <= stride <= horizon):
+        raise BadFlagError(f"--stride must be between 1 and the IDM's action horizon ({horizon}), got {stride}")
+
+
 @torch.no_grad()
 def label_many(model, embodiment, videos: list[np.ndarray], batch_size: int = 64, num_steps: int | None = None,
-               seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> list[np.ndarray]:
+               seed: int = 0, device: torch.device | str = "cpu", autocast=None, stride: int = 1) -> list[np.ndarray]:
     """A flow IDM over several videos at once -> raw actions (T_i, A) per video."""
     from dreamgen.idm.data import resize_frames, window_indices
 
     cfg = model.config
+    check_stride(stride, cfg.action_horizon)
     device = torch.device(device)
     autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
+    pad = bool(getattr(model, "compiled_for_labelling", False))
     lengths = [len(v) for v in videos]
     frames = np.concatenate([resize_frames(v, cfg.image_size) for v in videos])
     with autocast():  # every frame of every video encoded once, in full batches
-        tokens = torch.cat([model.encode_frames(torch.from_numpy(frames[i:i + batch_size]).to(device))
-                            for i in range(0, len(frames), batch_size)])
+        tokens = torch.cat([model.encode_frames(torch.from_numpy(part).to(device))[:n]
+                            for part, n in _batches(frames, batch_size, pad)])
     offsets = np.cumsum([0] + lengths[:-1])
+    starts = [np.arange(0, n, stride) for n in lengths]
     windows = np.concatenate([window_indices(t, n, cfg.observation_offsets, cfg.action_horizon)[0][None] + off
-                              for n, off in zip(lengths, offsets, strict=True) for t in range(n)])
-    noise = torch.cat([_video_noise(model, n, seed) for n in lengths])
+                              for n, off, st in zip(lengths, offsets, starts, strict=True) for t in st])
+    noise = torch.cat([_video_noise(model, len(st), seed) for st in starts])
     chunks = []
-    for start in range(0, len(windows), batch_size):
-        idx = torch.as_tensor(windows[start:start + batch_size], device=tokens.device)
+    for (idx, n), (eps, _) in zip(_batches(torch.as_tensor(windows, device=tokens.device), batch_size, pad),
+                                  _batches(noise, batch_size, pad), strict=True):
         with autocast():
             context = model.mix(tokens[idx])
-            chunks.append(model.sample(context=context, num_steps=num_steps,
-                                       noise=noise[start:start + batch_size]).cpu().numpy())
-    chunks = np.concatenate(chunks)  # (sum T, H, A) normalised
+            chunks.append(model.sample(context=context, num_steps=num_steps, noise=eps).cpu().numpy()[:n])
+    chunks = np.concatenate(chunks)  # (sum of windows, H, A) normalised
     raw = embodiment.unnormalize_action(chunks.reshape(-1, chunks.shape[-1])).reshape(chunks.shape)
-    return [ensemble_chunks(raw[off:off + n], n) for n, off in zip(lengths, offsets, strict=True)]
+    firsts = np.cumsum([0] + [len(st) for st in starts])
+    return [ensemble_chunks(raw[firsts[i]:firsts[i + 1]], n, starts[i]) for i, n in enumerate(lengths)]
 
 
 @torch.no_grad()
@@ -106,19 +141,22 @@ def label_states(model, embodiment, frames: np.ndarray, device: torch.device | s
 
 
 def label_video(model, embodiment, frames: np.ndarray, batch_size: int = 64, num_steps: int | None = None,
-                seed: int = 0, device: torch.device | str = "cpu", autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
+                seed: int = 0, device: torch.device | str = "cpu", autocast=None,
+                stride: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw (actions (T, A), states (T, S) or None) for one video, whichever kind the IDM is."""
     if model.config.kind == "state":
         return label_states(model, embodiment, frames, device, autocast)
-    return label_frames(model, embodiment, frames, batch_size, num_steps, seed, device, autocast), None
+    return label_frames(model, embodiment, frames, batch_size, num_steps, seed, device, autocast, stride), None
 
 
-def labelling_provenance(model, embodiment) -> dict[str, str]:
+def labelling_provenance(model, embodiment, stride: int = 1) -> dict[str, str]:
     """How the dataset's `observation.state` and `action` were obtained, for provenance files."""
     from dreamgen.idm.derive import describe
 
     if model.config.kind != "state":
-        return {"action": "IDM flow-matching action chunks, overlapping chunks averaged per frame",
+        h = model.config.action_horizon
+        return {"action": f"IDM flow-matching action chunks of {h} steps, one every {stride} frame(s); each "
+                          f"frame the mean of the ~{h // stride} chunk(s) covering it",
                 "observation.state": "not written (the IDM does not estimate state)"}
     if not model.config.state_dim:
         return {"action": "IDM action head, per frame", "observation.state": "not written (no state head)"}
