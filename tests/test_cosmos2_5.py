@@ -234,3 +234,31 @@ def test_bad_checkpoint_folder_is_one_line(tmp_path):
     (tmp_path / "model_index.json").write_text("{}")
     with pytest.raises(DreamgenError, match="missing components"):
         Cosmos25Backbone.load(tmp_path, tiny_preset(), guardrail=GuardrailDisabled())
+
+
+def _bench_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generate_cosmos2_5.py"
+    spec = importlib.util.spec_from_file_location("bench_generate_cosmos2_5", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_code_path_at_tiny_size_and_real_shapes_on_meta():
+    from diffusers import CosmosTransformer3DModel
+
+    from dreamgen.worldmodel.cosmos2 import _tuples
+    from dreamgen.worldmodel.cosmos2_5 import build_text_encoder
+
+    bench = _bench_module()
+    results = bench.main(["--tiny", "--repeats", "1", "--variants", "stock,ours-unfused,ours"])
+    rows = results[(16, 16)]
+    assert set(rows) == {"stock", "ours-unfused", "ours"} and all(sec > 0 for sec, _ in rows.values())
+    # the GPU run's model: the released 2B transformer, fed the released text width (built without memory)
+    with torch.device("meta"):
+        transformer = CosmosTransformer3DModel(**_tuples(load_preset("cosmos_predict2_5_2b").transformer))
+        text = build_text_encoder(bench.BENCH_TEXT_ENCODER, 400).config.text_config
+    assert 1.8e9 < sum(p.numel() for p in transformer.parameters()) < 2.2e9
+    assert text.num_hidden_layers * text.hidden_size == transformer.config.crossattn_proj_in_channels == 100352
