@@ -262,3 +262,13 @@ def test_benchmark_code_path_at_tiny_size_and_real_shapes_on_meta():
         text = build_text_encoder(bench.BENCH_TEXT_ENCODER, 400).config.text_config
     assert 1.8e9 < sum(p.numel() for p in transformer.parameters()) < 2.2e9
     assert text.num_hidden_layers * text.hidden_size == transformer.config.crossattn_proj_in_channels == 100352
+
+
+def test_scratch_toy_trains_autoencoder_then_transformer(work):
+    out = ft(work, "scratch", mode="full", init="scratch", steps=1, vae_steps=1, pretrained=None)
+    stages = {r.split(",")[1] for r in (out / "loss.csv").read_text().splitlines()[1:]}
+    assert stages == {"vae", "transformer"}
+    vae_cfg = json.loads((out / "model" / "vae" / "config.json").read_text())
+    assert vae_cfg["latents_std"] != [1.0] * 8  # measured on the data after stage 1
+    assert (out / "model" / "tokenizer" / "chat_template.jinja").is_file()  # the in-code template travels
+    assert load_world_model(out).encode_prompts(["pick"]).shape == (1, 32, 32)
