@@ -20,6 +20,7 @@ def finetune_wm_cmd(
                                           "<name>.txt prompts."),
     output_dir: Path = typer.Argument(..., help="New folder for the trained model (LoRA or full weights)."),
     preset: str = typer.Option("toy", "--preset", "-p", help="toy | cosmos_predict2_2b | cosmos_predict2_14b | "
+                               "cosmos_predict2_5_2b | cosmos_predict2_5_14b | cosmos_predict2_5_toy | "
                                "wan2_1_i2v_14b | a preset YAML."),
     embodiment: str = typer.Option(None, "--embodiment", "-e", help="Gives video key, fps, resolution, frame "
                                    "count and prompt prefix."),

@@ -85,6 +85,11 @@ class Backbone(ABC):
     def encode_prompts(self, prompts: list[str]) -> Any:
         """Text conditioning for a batch of prompts (whatever `training_loss` expects)."""
 
+    def dropped_text(self) -> Any:
+        """What replaces a dropped prompt in training (classifier-free guidance's unconditional input): the
+        empty prompt's encoding, unless a backbone's upstream recipe drops text another way."""
+        return self.encode_prompts([""])
+
     @abstractmethod
     def training_loss(self, latents: torch.Tensor, cond: Any, video: torch.Tensor | None = None,
                       generator: torch.Generator | None = None, model: torch.nn.Module | None = None) -> torch.Tensor:

@@ -44,8 +44,11 @@ class TrainSettings:
     sigma_p_mean: float = 0.0
     sigma_p_std: float = 1.0
     sigma_scale_by_frames: bool = True
-    cond_latent_frames: list[int] = field(default_factory=lambda: [1, 2])
+    cond_latent_frames: list[int] = field(default_factory=lambda: [1, 2])  # drawn uniformly per step
     flow_shift: float = 5.0
+    # Cosmos-Predict2.5: the timestep the transformer sees on clean conditioning frames (the diffusers
+    # pipeline's 1e-4); negative: the noisy frames' timestep, as upstream pretraining did
+    cond_frame_timestep: float = 0.0001
 
 
 @dataclass

@@ -44,11 +44,12 @@ _COMMON_WORDS = (
 ).split()
 
 
-def build_toy_tokenizer() -> T5TokenizerFast:
-    """A small Unigram T5 tokenizer made in code (no files, no download). Saved with the pipeline."""
+def build_toy_tokenizer(extra_words: tuple[str, ...] = ()) -> T5TokenizerFast:
+    """A small Unigram T5 tokenizer made in code (no files, no download). Saved with the pipeline.
+    `extra_words` become single pieces too (after the common words, so the default vocabulary is unchanged)."""
     vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     seen = set()
-    for w in dict.fromkeys(_COMMON_WORDS):
+    for w in dict.fromkeys((*_COMMON_WORDS, *extra_words)):
         for piece in ("\u2581" + w, "\u2581" + w.capitalize()):
             if piece not in seen:
                 seen.add(piece)

@@ -346,7 +346,7 @@ def train_transformer(run: _Run, state: dict[str, Any] | None) -> Any:
             sched.step()
     model, opt = acc.prepare(transformer, opt)
     steps = int(train.steps)
-    empty = run.backbone.encode_prompts([""])  # text dropout target: the empty prompt, as used by CFG
+    empty = run.backbone.dropped_text()  # text dropout target: CFG's unconditional input
     prompt_cache: dict[str, torch.Tensor] = {}
     t0 = time.time()
     for step in _progress(range(start, steps), steps, start, "transformer", acc.is_main_process):

@@ -23,6 +23,8 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 LORA_ADAPTER_METADATA_KEY = "lora_adapter_metadata"  # diffusers.loaders.lora_base
 _PIPELINE_PRESET = {"Cosmos2VideoToWorldPipeline": "cosmos_predict2_2b",
                     "DreamgenCosmos2Pipeline": "cosmos_predict2_2b",
+                    "Cosmos2_5_PredictBasePipeline": "cosmos_predict2_5_2b",
+                    "DreamgenCosmos25Pipeline": "cosmos_predict2_5_2b",
                     "WanImageToVideoPipeline": "wan2_1_i2v_14b"}
 
 
