@@ -54,7 +54,7 @@ def main() -> None:
     from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
     from dreamgen.idm.extract import device_and_autocast, label_frames
     from dreamgen.idm.modeling_idm import IDM
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     torch.set_num_threads(args.threads)
     fields = resolve_model_config(args.model_config)
