@@ -66,6 +66,33 @@ def timed(fn, device: str) -> tuple[float, float]:
     return time.perf_counter() - t0, peak
 
 
+def _measure(bb: Cosmos2Backbone, variants: list[str], prepare, run_ours, repeats: int,
+             device: str) -> list[tuple[str, float, float]]:
+    """(variant, median seconds per video, peak GiB) for each variant."""
+    # Variants alternate within each repeat so that a noisy (shared) machine biases none of them;
+    # compilation changes the shared transformer for good, so that variant runs last, on its own.
+    plain = [v for v in variants if v != "ours+compile"]
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    peaks: dict[str, float] = {}
+    for v in plain:
+        prepare(v)()  # warm-up
+    for _ in range(repeats):
+        for v in plain:
+            sec, peak = timed(prepare(v), device)
+            times[v].append(sec)
+            peaks[v] = peak if np.isnan(peak) else max(peaks.get(v, 0.0), peak)
+    if "ours+compile" in variants:
+        bb.transformer.reset_attention_backend()
+        bb.transformer.compile(dynamic=False)
+        fn = run_ours(True)
+        fn()  # compiles
+        for _ in range(repeats):
+            sec, peak = timed(fn, device)
+            times["ours+compile"].append(sec)
+            peaks["ours+compile"] = peak if np.isnan(peak) else max(peaks.get("ours+compile", 0.0), peak)
+    return [(v, float(np.median(times[v])), peaks[v]) for v in variants]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="toy")
@@ -124,28 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             return run_stock
         return run_ours(variant != "ours-unfused")
 
-    # Variants alternate within each repeat so that a noisy (shared) machine biases none of them;
-    # compilation changes the shared transformer for good, so that variant runs last, on its own.
-    plain = [v for v in variants if v != "ours+compile"]
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    peaks: dict[str, float] = {}
-    for v in plain:
-        prepare(v)()  # warm-up
-    for _ in range(args.repeats):
-        for v in plain:
-            sec, peak = timed(prepare(v), args.device)
-            times[v].append(sec)
-            peaks[v] = peak if np.isnan(peak) else max(peaks.get(v, 0.0), peak)
-    if "ours+compile" in variants:
-        bb.transformer.reset_attention_backend()
-        bb.transformer.compile(dynamic=False)
-        fn = run_ours(True)
-        fn()  # compiles
-        for _ in range(args.repeats):
-            sec, peak = timed(fn, args.device)
-            times["ours+compile"].append(sec)
-            peaks["ours+compile"] = peak if np.isnan(peak) else max(peaks.get("ours+compile", 0.0), peak)
-    rows = [(v, float(np.median(times[v])), peaks[v]) for v in variants]
+    rows = _measure(bb, variants, prepare, run_ours, args.repeats, args.device)
     for v, sec, peak in rows:
         print(f"{v:14s} {sec:8.2f} s/video  peak {peak:6.2f} GiB", flush=True)
 

@@ -64,7 +64,7 @@ def speed(args) -> None:
     from dreamgen.idm.configuration_idm import IDMConfig, resolve_model_config
     from dreamgen.idm.labelling import compile_for_labelling, device_and_autocast, label_frames, label_many
     from dreamgen.idm.modeling_idm import IDM
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     torch.set_num_threads(args.threads)
     fields = resolve_model_config(args.model_config)

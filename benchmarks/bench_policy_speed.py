@@ -27,32 +27,11 @@ def _timed(fn, n: int) -> tuple[float, float]:
     return (time.perf_counter() - w0) / n, (time.process_time() - c0) / n
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-d", "--dataset", required=True)
-    ap.add_argument("-c", "--config", default="toyworld_diffusion_tiny")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--mixed-precision", default=None)
-    ap.add_argument("extra", nargs="*", help="LeRobot flags, e.g. --policy.down_dims=[64,128]")
-    args, unknown = ap.parse_known_args(argv)
-
-    import torch
-    from lerobot.optim.factory import make_optimizer_and_scheduler
-    from lerobot.policies.factory import make_policy, make_pre_post_processors
-
+def _config(args: argparse.Namespace, unknown: list[str]):
+    """The policy config of the preset (+ flags), its training config, embodiment, cameras and task feature."""
     from dreamgen.policy.finetune import PolicyTrainConfig
-    from dreamgen.policy.mixing import (
-        CachedMixedDataset,
-        DatasetSpec,
-        WeightedMixSampler,
-        check_mixture,
-        passthrough_collate,
-    )
-    from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, resolve_task_conditioning
-    from dreamgen.policy.train_data import open_mixture
+    from dreamgen.policy.mixing import DatasetSpec, check_mixture
+    from dreamgen.policy.task_encoding import resolve_task_conditioning
     from dreamgen.policy.train_setup import build_train_config, resolve_embodiment
     from dreamgen.presets import load_preset
 
@@ -70,8 +49,15 @@ def main(argv: list[str] | None = None) -> dict:
     _, cams, has_state = check_mixture(cfg.datasets, emb, None)
     train_cfg = build_train_config(cfg, args.device)
     enc = resolve_task_conditioning(cfg.policy, cfg.task_conditioning, cfg.task_dim)
-    report: dict = {"config": args.config, "batch_size": cfg.batch_size, "device": args.device,
-                    "torch_threads": torch.get_num_threads()}
+    return cfg, emb, cams, has_state, train_cfg, enc
+
+
+def _time_data(args, cfg, emb, cams, has_state, train_cfg, enc, report: dict):
+    """Seconds per batch from the DataLoader alone, frame cache off then on; returns the last mix and loader."""
+    import torch
+
+    from dreamgen.policy.mixing import CachedMixedDataset, WeightedMixSampler, passthrough_collate
+    from dreamgen.policy.train_data import open_mixture
 
     for mode in ("off", "on"):
         t0 = time.perf_counter()
@@ -86,6 +72,16 @@ def main(argv: list[str] | None = None) -> dict:
         wall, cpu = _timed(lambda it=it: next(it), args.batches)
         report[f"data_s_per_batch_cache_{mode}"] = round(wall, 4)
         report[f"data_cpu_s_per_batch_cache_{mode}"] = round(cpu, 4)
+    return mix, loader
+
+
+def _time_model(args, cfg, train_cfg, enc, mix, loader, report: dict) -> None:
+    """Seconds per optimizer step on one fixed batch, and the FLOPs of one step."""
+    import torch
+    from lerobot.optim.factory import make_optimizer_and_scheduler
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    from dreamgen.policy.task_encoding import TASK_FEATURE_KEY
 
     device = torch.device(args.device)
     if device.type == "cuda":  # as finetune_policy does
@@ -126,6 +122,27 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer.zero_grad()
     report["gflop_per_step"] = round(fc.get_total_flops() / 1e9, 2)
     report["params_m"] = round(sum(p.numel() for p in policy.parameters()) / 1e6, 2)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-d", "--dataset", required=True)
+    ap.add_argument("-c", "--config", default="toyworld_diffusion_tiny")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--mixed-precision", default=None)
+    ap.add_argument("extra", nargs="*", help="LeRobot flags, e.g. --policy.down_dims=[64,128]")
+    args, unknown = ap.parse_known_args(argv)
+
+    import torch
+
+    cfg, emb, cams, has_state, train_cfg, enc = _config(args, unknown)
+    report: dict = {"config": args.config, "batch_size": cfg.batch_size, "device": args.device,
+                    "torch_threads": torch.get_num_threads()}
+    mix, loader = _time_data(args, cfg, emb, cams, has_state, train_cfg, enc, report)
+    _time_model(args, cfg, train_cfg, enc, mix, loader, report)
     print(json.dumps(report, indent=1))
     return report
 

@@ -54,6 +54,30 @@ def _place(src: Path, dst: Path, mode: str) -> None:
         shutil.copy2(src, dst)
 
 
+def _mean_score(tables: list[dict], video: str) -> float | None:
+    vals = [t[video].value for t in tables if video in t]
+    if len(vals) < len(tables) or any(v is None for v in vals):
+        return None  # missing or failed in one of the judges: not judged
+    return sum(vals) / len(vals)
+
+
+def _decide(if_rows: list[dict], pa_rows: list[dict], min_if: float | None, min_pa: float | None) -> list[dict]:
+    """One decision per scored video (kept / rejected / unscored), in the order the CSVs list them."""
+    videos: list[str] = []
+    for table in if_rows + pa_rows:
+        videos += [v for v in table if v not in videos]
+    decisions = []
+    for v in videos:
+        s_if = _mean_score(if_rows, v) if if_rows else None
+        s_pa = _mean_score(pa_rows, v) if pa_rows else None
+        prompt = next((t[v].prompt for t in if_rows + pa_rows if v in t), "")
+        unscored = (min_if is not None and s_if is None) or (min_pa is not None and s_pa is None)
+        passed = not unscored and (min_if is None or s_if >= min_if) and (min_pa is None or s_pa >= min_pa)
+        decisions.append({"video_path": v, "prompt": prompt, "if": s_if, "pa": s_pa,
+                          "decision": "kept" if passed else ("unscored" if unscored else "rejected")})
+    return decisions
+
+
 def filter_dreams(
     scores: list[str | Path] | str | Path,
     out: str | Path,
@@ -80,28 +104,7 @@ def filter_dreams(
     if out.exists():
         raise OutputExistsError(f"{out}: output folder exists; choose a new one")
 
-    if_rows = [read_scores(p) for p in if_csvs]
-    pa_rows = [read_scores(p) for p in pa_csvs]
-    videos: list[str] = []
-    for table in if_rows + pa_rows:
-        videos += [v for v in table if v not in videos]
-
-    def mean(tables, video):
-        vals = [t[video].value for t in tables if video in t]
-        if len(vals) < len(tables) or any(v is None for v in vals):
-            return None  # missing or failed in one of the judges: not judged
-        return sum(vals) / len(vals)
-
-    decisions = []
-    for v in videos:
-        s_if = mean(if_rows, v) if if_rows else None
-        s_pa = mean(pa_rows, v) if pa_rows else None
-        prompt = next((t[v].prompt for t in if_rows + pa_rows if v in t), "")
-        unscored = (min_if is not None and s_if is None) or (min_pa is not None and s_pa is None)
-        passed = not unscored and (min_if is None or s_if >= min_if) and (min_pa is None or s_pa >= min_pa)
-        decisions.append({"video_path": v, "prompt": prompt, "if": s_if, "pa": s_pa,
-                          "decision": "kept" if passed else ("unscored" if unscored else "rejected")})
-
+    decisions = _decide([read_scores(p) for p in if_csvs], [read_scores(p) for p in pa_csvs], min_if, min_pa)
     kept = [d for d in decisions if d["decision"] == "kept"]
     missing = [d["video_path"] for d in kept if not Path(d["video_path"]).is_file()]
     if missing:

@@ -24,20 +24,13 @@ CHAT_TEMPLATE = (
 )
 
 
-
-def write_tiny_groot_base(folder: str | Path, *, max_state_dim: int = 8, max_action_dim: int = 8,
-                          action_horizon: int = 8, image_size: int = 32, seed: int = 0) -> Path:
-    """A complete, tiny GR00T N1.7 base model folder (random weights) with a local Qwen3-VL backbone."""
-    import torch
-    from lerobot.policies.groot.groot_n1_7 import GR00TN17, GR00TN17Config
+def _write_backbone(bb: Path, image_size: int, hidden: int) -> None:
+    """The local Qwen3-VL backbone folder: byte-level tokenizer, image/video processors, a 2-layer config."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2VLImageProcessor, Qwen3VLConfig
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-    folder = Path(folder)
-    bb = folder / BACKBONE_DIR
     bb.mkdir(parents=True, exist_ok=True)
-
     # byte-level BPE without merges: any text tokenizes, 256 + 7 tokens
     vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -53,7 +46,6 @@ def write_tiny_groot_base(folder: str | Path, *, max_state_dim: int = 8, max_act
     Qwen2VLImageProcessor(patch_size=patch, merge_size=merge, temporal_patch_size=2,
                           min_pixels=(patch * merge) ** 2, max_pixels=(2 * image_size) ** 2).save_pretrained(bb)
     Qwen3VLVideoProcessor(patch_size=patch, merge_size=merge, temporal_patch_size=2).save_pretrained(bb)
-    hidden = 64
     Qwen3VLConfig(
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
@@ -71,6 +63,18 @@ def write_tiny_groot_base(folder: str | Path, *, max_state_dim: int = 8, max_act
             deepstack_visual_indexes=[0], in_channels=3,
         ),
     ).save_pretrained(bb)
+
+
+def write_tiny_groot_base(folder: str | Path, *, max_state_dim: int = 8, max_action_dim: int = 8,
+                          action_horizon: int = 8, image_size: int = 32, seed: int = 0) -> Path:
+    """A complete, tiny GR00T N1.7 base model folder (random weights) with a local Qwen3-VL backbone."""
+    import torch
+    from lerobot.policies.groot.groot_n1_7 import GR00TN17, GR00TN17Config
+
+    folder = Path(folder)
+    bb = folder / BACKBONE_DIR
+    hidden = 64
+    _write_backbone(bb, image_size, hidden)
 
     cfg = GR00TN17Config(
         model_name=str(bb.resolve()),

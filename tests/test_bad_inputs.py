@@ -62,7 +62,7 @@ def tiny_idm(folder, seed, step=None, max_steps=None, action_dim=2, emb=None, da
     from dreamgen.idm.checkpoint import save_checkpoint
     from dreamgen.idm.configuration_idm import IDMConfig
     from dreamgen.idm.modeling_idm import IDM
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     torch.manual_seed(seed)
     cfg = IDMConfig.from_dict({**TINY, "action_dim": action_dim, "action_horizon": 4, "observation_offsets": [0, 4],
@@ -338,8 +338,8 @@ def test_interrupted_writer_partial_is_removed_and_convert_restarts(w, tmp_path)
 # ----- 2: training stops on a non-finite loss without saving -----------------------------------------------------
 def test_idm_training_aborts_on_nan_loss_without_checkpoint(tmp_path):
     from dreamgen.errors import TrainingError
-    from dreamgen.idm.synthetic import moving_square_episodes, synthetic_embodiment
     from dreamgen.idm.train import IDMTrainConfig, train_idm
+    from tests.idm_fixture import moving_square_episodes, synthetic_embodiment
 
     eps = moving_square_episodes(2, length=12)
     for e in eps:

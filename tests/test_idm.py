@@ -12,8 +12,8 @@ import torch
 
 from dreamgen.errors import DreamgenError, EmbodimentError, OutputExistsError
 from dreamgen.idm.extract import ExtractConfig, ensemble_chunks, extract_actions
-from dreamgen.idm.synthetic import moving_square_episodes, synthetic_embodiment
 from dreamgen.idm.train import IDMTrainConfig, train_idm, training_history
+from tests.idm_fixture import moving_square_episodes, synthetic_embodiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"encoder": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,

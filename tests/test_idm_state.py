@@ -11,8 +11,8 @@ from dreamgen.embodiments import Embodiment
 from dreamgen.embodiments.embodiment import ActionFromState
 from dreamgen.errors import EmbodimentError
 from dreamgen.idm.derive import actions_from_states, describe
-from dreamgen.idm.synthetic import moving_square_episodes
 from dreamgen.idm.train import IDMTrainConfig, train_idm
+from tests.idm_fixture import moving_square_episodes
 
 STATE_TINY = {"kind": "state", "cnn_channels": [8, 16, 16], "cnn_strides": [2, 2, 1], "num_keypoints": 8,
               "hidden_size": 32, "temporal_layers": 1, "temporal_kernel": 3, "clip_length": 8}
@@ -164,7 +164,7 @@ def test_flow_labels_are_the_same_alone_or_batched_across_videos():
     from dreamgen.idm.configuration_idm import IDMConfig
     from dreamgen.idm.labelling import label_frames, label_many
     from dreamgen.idm.modeling_idm import IDM
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     torch.manual_seed(0)
     model = IDM(IDMConfig(action_dim=2, action_horizon=4, observation_offsets=[0, 4], image_size=[32, 32],

@@ -30,7 +30,7 @@ def idm_ckpt(tmp_path_factory):
     from dreamgen.idm.checkpoint import save_checkpoint
     from dreamgen.idm.configuration_idm import IDMConfig
     from dreamgen.idm.modeling_idm import IDM
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
     from tests.test_idm import TINY
 
     torch.manual_seed(0)
@@ -189,7 +189,7 @@ def test_writing_videos_and_datasets_prints_no_encoder_chatter(tmp_path):
     code = """
 import numpy as np
 from dreamgen.data import DatasetWriter, write_video
-from dreamgen.idm.synthetic import synthetic_embodiment
+from tests.idm_fixture import synthetic_embodiment
 with DatasetWriter("ds", synthetic_embodiment()) as w:
     for k in range(2):
         w.add_episode(np.full((6, 32, 32, 3), 40 * k, np.uint8), np.zeros((6, 2), np.float32), "move it")

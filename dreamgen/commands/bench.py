@@ -30,6 +30,11 @@ PIXEL_JUDGE = "toyworld-pixel"
 
 
 def register(app: typer.Typer) -> None:
+    _register_bench(app)
+    _register_filter(app)
+
+
+def _register_bench(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         video_dirs: list[Path] = typer.Argument(..., help="Folders of <i>_<Instruction>.mp4 dreams: a root with "
@@ -89,6 +94,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(format_table(cells))
         typer.echo(f"results: {out}/summary.json, {out}/table.md")
 
+
+def _register_filter(app: typer.Typer) -> None:
     @app.command("filter")
     def filter_cmd(
         scores: list[Path] = typer.Option(None, "--scores", help="IF score CSV(s) from bench (a CSV whose "

@@ -1,7 +1,9 @@
 """IDM training: one loop, readable in a sitting (nanoGPT-style).
 
-Single process on CPU or one GPU; DDP when launched by torchrun / `accelerate launch` (WORLD_SIZE > 1,
-one process per GPU). bf16 autocast on GPU. Checkpoints every `save_steps` into
+Through accelerate, as the world model and the policy: single process on CPU or one GPU; DDP when
+launched by torchrun / `accelerate launch` (one process per GPU). bf16 autocast on GPU. The loader keeps
+its own (distributed) sampler, seeded by the step, so a resumed run sees the batches an unbroken one would.
+Checkpoints every `save_steps` into
 `output_dir/checkpoint-<step>/` (self-contained, see checkpoint.py); `resume` continues from the newest.
 Validation loss is measured on held-out episodes (the last `val_fraction` of the dataset).
 """
@@ -69,10 +71,6 @@ class IDMTrainConfig:
     # in-memory episodes instead of dataset_path (tests, synthetic data); need `embodiment` as an object
     episodes: list[IDMEpisode] | None = field(default=None, repr=False)
     embodiment_obj: Embodiment | None = field(default=None, repr=False)
-
-
-def _dist() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
 def resolve_embodiment(cfg: IDMTrainConfig) -> Embodiment:
@@ -188,10 +186,7 @@ class _Run:
     """Everything one training run holds: set up once, then advanced one step at a time."""
 
     cfg: IDMTrainConfig
-    rank: int
-    world: int
-    device: torch.device
-    use_bf16: bool
+    accelerator: Any
     out_dir: Path
     emb: Embodiment
     model_cfg: IDMConfig
@@ -206,28 +201,41 @@ class _Run:
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def use_bf16(self) -> bool:
+        return self.accelerator.mixed_precision == "bf16"
+
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+        return self.accelerator.autocast()
 
 
-def _device(cfg: IDMTrainConfig) -> tuple[int, int, torch.device, bool]:
-    """(rank, world, device, bf16): one process per GPU under torchrun; TF32 on CUDA."""
-    rank, world, local_rank = _dist()
-    if cfg.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        # a bare "cuda" means this process's GPU (torch.cuda.set_device needs an index)
-        device = torch.device(f"cuda:{local_rank}" if cfg.device == "cuda" else cfg.device)
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+def _accelerator(cfg: IDMTrainConfig) -> Any:
+    """One process per GPU under torchrun / `accelerate launch`; bf16 autocast on CUDA (precision auto);
+    TF32 on CUDA. An indexed device (cuda:1) is this single process's GPU."""
+    from dreamgen.accelerate_utils import make_accelerator
+
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise DreamgenError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if device.type == "cuda":
+        if device.index is not None and "LOCAL_RANK" not in os.environ:
+            torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    return rank, world, device, use_bf16
+    return make_accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=device.type == "cpu")
 
 
 def _episodes(cfg: IDMTrainConfig, emb: Embodiment) -> list[IDMEpisode]:
@@ -308,10 +316,8 @@ def _model_and_optimizer(run: _Run, resume_from: Path | None) -> None:
         run.history = json.loads((resume_from / "train_state.json").read_text()).get("history", [])
         if run.rank == 0:
             log.info("resumed from %s at step %d", resume_from, run.step)
-    run.ddp_model = run.model
-    if run.world > 1:
-        run.ddp_model = torch.nn.parallel.DistributedDataParallel(
-            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+    # DDP under torchrun / accelerate launch; the scheduler stays ours (one step per optimiser step)
+    run.ddp_model, run.opt = run.accelerator.prepare(run.model, run.opt)
 
 
 def _loader(run: _Run) -> tuple[Any, Any]:
@@ -348,9 +354,9 @@ def _train_step(run: _Run, frames: torch.Tensor, targets: list[torch.Tensor], au
     with run.autocast():
         loss = run.ddp_model(frames, *targets)
     run.opt.zero_grad(set_to_none=True)
-    loss.backward()
+    run.accelerator.backward(loss)
     if run.cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(run.params, run.cfg.grad_clip)
+        run.accelerator.clip_grad_norm_(run.params, run.cfg.grad_clip)
     run.opt.step()
     run.sched.step()
     run.step += 1
@@ -367,7 +373,8 @@ def _validate(run: _Run) -> float:
 
 def train_idm(cfg: IDMTrainConfig) -> Path:
     """Train an IDM; returns the final checkpoint folder."""
-    rank, world, device, use_bf16 = _device(cfg)
+    accelerator = _accelerator(cfg)
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     torch.manual_seed(cfg.seed + rank)
     out_dir = Path(cfg.output_dir)
     resume_from = latest_checkpoint(out_dir) if cfg.resume else None
@@ -375,13 +382,13 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
         raise OutputExistsError(f"{out_dir}: already holds IDM checkpoints; pass --resume to continue that run "
                                 "or choose another --output-dir")
     emb, model_cfg, train_set, val_set, base = _data(cfg, resume_from)
-    run = _Run(cfg, rank, world, device, use_bf16, out_dir, emb, model_cfg, train_set, val_set, base)
+    run = _Run(cfg, accelerator, out_dir, emb, model_cfg, train_set, val_set, base)
     _model_and_optimizer(run, resume_from)
     sampler, loader = _loader(run)
     if rank == 0:
         log.info("IDM: %.2fM parameters, %d train windows (%d episodes), %d val episodes, device %s%s, world %d",
                  sum(p.numel() for p in run.model.parameters()) / 1e6, len(train_set),
-                 len(base["train_episodes"]), len(base["val_episodes"]), device, " bf16" if use_bf16 else "", world)
+                 len(base["train_episodes"]), len(base["val_episodes"]), device, " bf16" if run.use_bf16 else "", world)
     from tqdm import tqdm
 
     eval_steps = cfg.eval_steps or cfg.save_steps
@@ -414,8 +421,7 @@ def train_idm(cfg: IDMTrainConfig) -> Path:
                 break
         epoch += 1
     pbar.close()
-    if world > 1:
-        torch.distributed.barrier()
+    accelerator.wait_for_everyone()
     final = last_saved or latest_checkpoint(out_dir)
     if rank == 0 and final is None:
         final = _save(run, None)

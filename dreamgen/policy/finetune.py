@@ -128,15 +128,16 @@ def _run_settings(cfg: PolicyTrainConfig) -> PolicyTrainConfig:
 
 def _make_accelerator(cfg: PolicyTrainConfig) -> Any:
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
+
+    from dreamgen.accelerate_utils import make_accelerator
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):  # TF32 convs/matmuls: ~free speed for these small fp32 models
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    return Accelerator(
+    return make_accelerator(
         step_scheduler_with_optimizer=False,
         mixed_precision=cfg.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],

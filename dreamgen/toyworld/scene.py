@@ -198,11 +198,8 @@ def _bin_walls_xml() -> str:
     )
 
 
-def build_xml(offscreen: int = 512) -> str:
-    cubes, bin_geoms = _objects_xml(), _bin_walls_xml()
-    w, t = BIN_INNER_HALF, BIN_WALL
-    sx, sy = TABLE_HALF
-    fx, fy, fz = FINGER_HALF
+def _header_xml(offscreen: int) -> str:
+    """The model's options, rendering settings and table materials (everything before the worldbody)."""
     return f"""
 <mujoco model="toyworld">
   <compiler angle="radian"/>
@@ -221,9 +218,13 @@ def build_xml(offscreen: int = 512) -> str:
     <material name="table_slate" rgba="0.22 0.24 0.27 1" specular="0.2"/>
     <material name="table_checker" texture="checker" texrepeat="6 4" rgba="1 1 1 1"/>
     <material name="table_white" rgba="0.82 0.84 0.80 1"/>
-  </asset>
-  <worldbody>
-    <light name="key" pos="0.3 -0.5 1.2" dir="-0.25 0.4 -1" directional="true" castshadow="true"
+  </asset>"""
+
+
+def _room_xml() -> str:
+    """Light, floor, backdrop, table and the front camera."""
+    sx, sy = TABLE_HALF
+    return f"""    <light name="key" pos="0.3 -0.5 1.2" dir="-0.25 0.4 -1" directional="true" castshadow="true"
            diffuse="0.75 0.75 0.72"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.35 0.35 0.38 1" {_VIS}/>
     <geom name="backdrop" type="box" size="3 0.02 1.5" pos="0 1.1 0" rgba="0.55 0.62 0.70 1" {_VIS}/>
@@ -232,9 +233,13 @@ def build_xml(offscreen: int = 512) -> str:
           rgba="0.3 0.3 0.3 1" {_VIS}/>
     <geom name="table_leg2" type="box" size="0.03 0.03 0.36" pos="{-sx + 0.05} {sy + 0.01} -0.4"
           rgba="0.3 0.3 0.3 1" {_VIS}/>
-    <camera name="front" pos="{CAMERA_POS[0]} {CAMERA_POS[1]} {CAMERA_POS[2]}" xyaxes="{_camera_xyaxes()}" fovy="{CAMERA_FOVY}"/>
+    <camera name="front" pos="{CAMERA_POS[0]} {CAMERA_POS[1]} {CAMERA_POS[2]}" xyaxes="{_camera_xyaxes()}" fovy="{CAMERA_FOVY}"/>"""
 
-    <!-- robot base and column (fixed); the yawing shoulder and links are mocap bodies -->
+
+def _robot_xml() -> str:
+    """The fixed base and column, the mocap links, palm and fingers."""
+    fx, fy, fz = FINGER_HALF
+    return f"""    <!-- robot base and column (fixed); the yawing shoulder and links are mocap bodies -->
     <geom type="cylinder" size="0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.2 0.2 0.22 1" group="1" {_VIS}/>
     <geom type="box" size="0.07 0.07 0.02" pos="{ARM_BASE[0]} {ARM_BASE[1]} 0.02" rgba="0.9 0.9 0.92 1" group="2" {_VIS}/>
     <geom type="cylinder" size="0.04 {SHOULDER_HEIGHT / 2}" pos="{ARM_BASE[0]} {ARM_BASE[1]} {SHOULDER_HEIGHT / 2}"
@@ -254,9 +259,13 @@ def build_xml(offscreen: int = 512) -> str:
     <body name="finger_right" mocap="true">
       <geom name="finger_right" type="box" size="{fx} {fy} {fz}" rgba="0.15 0.15 0.17 1" friction="1.0 0.02 0.001"
                 solref="0.008 1"/>
-    </body>
+    </body>"""
 
-    <body name="plate" mocap="true" pos="0 0 0">
+
+def _fixtures_xml(cubes: str, bin_geoms: str) -> str:
+    """The plate, the bin and the cubes."""
+    w, t = BIN_INNER_HALF, BIN_WALL
+    return f"""    <body name="plate" mocap="true" pos="0 0 0">
       <geom name="plate" type="cylinder" size="{PLATE_RADIUS} {PLATE_TOP / 2}" pos="0 0 {PLATE_TOP / 2}"
             rgba="0.55 0.62 0.80 1"/>
       <geom type="cylinder" size="{PLATE_RADIUS * 0.75} 0.0005" pos="0 0 {PLATE_TOP + 0.0005}" rgba="0.97 0.97 0.97 1"
@@ -267,16 +276,26 @@ def build_xml(offscreen: int = 512) -> str:
             rgba="0.25 0.25 0.28 1"/>
       {bin_geoms}
     </body>
-    {cubes}
+    {cubes}"""
 
-    <!-- distractors: static, never touched, drawn only in the 'distractors' environment -->
+
+def _distractors_xml() -> str:
+    return f"""    <!-- distractors: static, never touched, drawn only in the 'distractors' environment -->
     <geom type="sphere" size="0.03" pos="-0.33 0.22 0.03" rgba="0.6 0.2 0.7 1" group="{DISTRACTOR_GROUP}" {_VIS}/>
     <geom type="box" size="0.025 0.04 0.035" pos="0.33 0.20 0.035" rgba="1.0 0.5 0.1 1" group="{DISTRACTOR_GROUP}"
           {_VIS}/>
     <geom type="cylinder" size="0.025 0.05" pos="-0.34 -0.18 0.05" rgba="0.1 0.7 0.7 1" group="{DISTRACTOR_GROUP}"
           {_VIS}/>
     <geom type="box" size="0.05 0.03 0.008" pos="0.32 -0.20 0.008" rgba="0.9 0.9 0.2 1" group="{DISTRACTOR_GROUP}"
-          {_VIS}/>
+          {_VIS}/>"""
+
+
+def build_xml(offscreen: int = 512) -> str:
+    body = "\n\n".join([_room_xml(), _robot_xml(), _fixtures_xml(_objects_xml(), _bin_walls_xml()),
+                         _distractors_xml()])
+    return f"""{_header_xml(offscreen)}
+  <worldbody>
+{body}
   </worldbody>
 </mujoco>
 """

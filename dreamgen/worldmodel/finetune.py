@@ -177,8 +177,9 @@ def _load_backbone(cfg: FinetuneConfig, preset: WorldModelPreset, precision: str
 
 
 def _setup(cfg: FinetuneConfig) -> _Run:
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from dreamgen.accelerate_utils import make_accelerator
 
     preset, embodiment = _resolve_preset(cfg)
     out = Path(cfg.output_dir)
@@ -189,8 +190,8 @@ def _setup(cfg: FinetuneConfig) -> _Run:
 
     on_gpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     precision = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if on_gpu else "no")
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not on_gpu)
+    accelerator = make_accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+                                   cpu=not on_gpu)
     set_seed(cfg.seed + accelerator.process_index)
     rng = np.random.default_rng(cfg.seed + 1000 * accelerator.process_index)
     gen = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
