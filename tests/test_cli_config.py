@@ -37,7 +37,8 @@ COMMANDS = {
         aliases={"dataset": "datasets", "out": "output_dir", "video_key": "video_keys", "no_state": "use_state"},
         command_only={"config"},  # the YAML preset the other settings come from
         not_on_cli={"lerobot_args",  # the unknown --policy.* / --optimizer.* flags
-                    "command", "vision_trunk_layers"},  # recorded by the command / set in presets
+                    "command", "vision_trunk_layers",
+                    "vision_instruction_film"},  # recorded by the command / set in presets
     ),
     "finetune-wm": dict(
         config="dreamgen.worldmodel.finetune:FinetuneConfig",

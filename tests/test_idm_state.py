@@ -195,7 +195,7 @@ def _tiny_flow_idm():
 def test_stride_covers_every_frame_with_fewer_windows_and_is_bounded():
     from dreamgen.errors import BadFlagError
     from dreamgen.idm.labelling import ensemble_chunks, label_many
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     # hand-computed: chunks starting at 0 and 2 of horizon 3 over 5 frames
     chunks = np.array([[[1.0], [1.0], [1.0]], [[3.0], [3.0], [3.0]]])
@@ -220,7 +220,7 @@ def test_stride_covers_every_frame_with_fewer_windows_and_is_bounded():
 
 def test_compiled_labelling_pads_batches_and_gives_the_eager_labels():
     from dreamgen.idm.labelling import compile_for_labelling, label_many
-    from dreamgen.idm.synthetic import synthetic_embodiment
+    from tests.idm_fixture import synthetic_embodiment
 
     emb = synthetic_embodiment()
     videos = [ep.frames[:n] for ep, n in zip(moving_square_episodes(2, length=24, seed=1), (24, 13), strict=True)]

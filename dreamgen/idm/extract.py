@@ -201,10 +201,23 @@ def _atomic_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
+def _load_for_labelling(cfg: ExtractConfig, device):
+    """(checkpoint folder, IDM ready to label with cfg's stride/compile, embodiment to write, train state)."""
+    from dreamgen.idm.checkpoint import find_checkpoint, load_idm
+
+    ckpt = find_checkpoint(cfg.checkpoint)
+    model, emb, train_state = load_idm(ckpt, device)
+    if cfg.embodiment is not None:
+        emb = _write_as(cfg.embodiment, model, emb, ckpt)
+    if model.config.kind == "flow":
+        check_stride(cfg.stride, model.config.action_horizon)
+        if cfg.compile:
+            compile_for_labelling(model)
+    return ckpt, model, emb, train_state
+
+
 def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     from tqdm import tqdm
-
-    from dreamgen.idm.checkpoint import find_checkpoint, load_idm
 
     out = Path(cfg.out)
     if out.exists():
@@ -216,17 +229,10 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     check_number("--steps", cfg.num_inference_steps, 1)  # never labels from a 0-step sampler
     root = Path(cfg.videos)
     videos = find_videos(root)
-    ckpt = find_checkpoint(cfg.checkpoint)
     device, autocast = device_and_autocast(cfg.device, cfg.precision)
-    model, emb, train_state = load_idm(ckpt, device)
-    if cfg.embodiment is not None:
-        emb = _write_as(cfg.embodiment, model, emb, ckpt)
+    ckpt, model, emb, train_state = _load_for_labelling(cfg, device)
     check_video_formats(videos, root, emb, str(cfg.embodiment or ckpt / "embodiment"))
     cfg_m = model.config
-    if cfg_m.kind == "flow":
-        check_stride(cfg.stride, cfg_m.action_horizon)
-        if cfg.compile:
-            compile_for_labelling(model)
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
     key = _job_key(cfg, ckpt, work)
     clean_stale_partials_in(work)  # label files a killed run was writing
