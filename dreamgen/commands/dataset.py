@@ -36,7 +36,7 @@ def info_cmd(
 def convert_cmd(
     src: Path = typer.Argument(..., help="GR00T-flavoured LeRobot v2.0/v2.1 dataset."),
     dst: Path = typer.Argument(..., help="New LeRobot v3 dataset folder (must not exist)."),
-    embodiment: str = typer.Option(None, "--embodiment", help="Layout to use if the source has no modality.json."),
+    embodiment: str = typer.Option(None, "--embodiment", "-e", help="Layout to use if the source has no modality.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
     reencode: bool = typer.Option(False, "--reencode", help="Encode the videos again (h264, crf 15) even where "
                                   "the source streams could be copied as they are."),

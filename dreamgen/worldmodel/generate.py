@@ -155,7 +155,7 @@ def _dtype(name: str, device: str) -> torch.dtype:
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     if name not in table:
-        raise DreamgenError(f"--dtype must be one of auto, {', '.join(table)}; got {name!r}")
+        raise DreamgenError(f"--precision must be one of auto, {', '.join(table)}; got {name!r}")
     return table[name]
 
 
@@ -168,7 +168,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     from dreamgen.worldmodel.cosmos2 import make_guardrail
     from dreamgen.worldmodel.loading import load_world_model, resolve_model
 
-    for flag, value in (("--num-steps", cfg.num_steps), ("--num-frames", cfg.num_frames),
+    for flag, value in (("--sampling-steps", cfg.num_steps), ("--num-frames", cfg.num_frames),
                         ("--videos-per-prompt", cfg.videos_per_prompt), ("--limit", cfg.limit)):
         check_number(flag, value, 1)  # 0 never silently means "the model's default"
     check_number("--fps", cfg.fps, 0, lo_open=True)
