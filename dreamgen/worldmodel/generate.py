@@ -201,6 +201,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
         meta = (read_model_meta(cfg.model) or {}) if Path(cfg.model).is_dir() else {}
     preset = backbone.preset
     _apply_speed_options(backbone, cfg)
+    backbone.pipe.set_progress_bar_config(disable=True)  # one bar per video below, not one per denoising step
     height, width = cfg.resolution or preset.resolution
     num_frames = cfg.num_frames or preset.num_frames
     if (num_frames - 1) % 4:
@@ -235,6 +236,11 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
                    "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
                    else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
                    "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
+        call = backbone.stock_call(prompt, negative_prompt=cfg.negative_prompt, num_frames=num_frames,
+                                   num_inference_steps=steps, guidance_scale=guidance, fps=fps, height=height,
+                                   width=width)
+        if call is not None:  # what the stock diffusers pipeline needs to make this video (docs/worldmodel.md)
+            sidecar["pipeline_call"] = {**call, "seed": seed}
         atomic_write_json(video_path.with_suffix(".json"), sidecar)
         written.append(video_path)
         bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
