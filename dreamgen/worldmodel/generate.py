@@ -230,21 +230,30 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
                                  fused_cfg=cfg.fused_cfg, height=height, width=width)
         video_path = out / dream_filename(i, item.instruction)
         write_video(video_path, frames, fps)
-        sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
-                   "model": str(cfg.model), "lora": lora_used, "steps": steps, "guidance": guidance, "fps": fps,
-                   "num_frames": num_frames, "resolution": [height, width],
-                   "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
-                   else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
-                   "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
-        call = backbone.stock_call(prompt, negative_prompt=cfg.negative_prompt, num_frames=num_frames,
-                                   num_inference_steps=steps, guidance_scale=guidance, fps=fps, height=height,
-                                   width=width)
-        if call is not None:  # what the stock diffusers pipeline needs to make this video (docs/worldmodel.md)
-            sidecar["pipeline_call"] = {**call, "seed": seed}
+        sidecar = _sidecar(cfg, backbone, item, prompt=prompt, seed=seed, lora=lora_used, steps=steps,
+                           guidance=guidance, fps=fps, num_frames=num_frames, size=(height, width))
         atomic_write_json(video_path.with_suffix(".json"), sidecar)
         written.append(video_path)
         bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
     return written
+
+
+def _sidecar(cfg: GenerateConfig, backbone: Any, item: GenerateItem, *, prompt: str, seed: int, lora: str | None,
+             steps: int, guidance: float, fps: float, num_frames: int, size: tuple[int, int]) -> dict[str, Any]:
+    """What a dream's JSON records: its settings, and the stock diffusers call that remakes it."""
+    preset = backbone.preset
+    height, width = size
+    sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
+               "model": str(cfg.model), "lora": lora, "steps": steps, "guidance": guidance, "fps": fps,
+               "num_frames": num_frames, "resolution": [height, width],
+               "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
+               else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
+               "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
+    call = backbone.stock_call(prompt, negative_prompt=cfg.negative_prompt, num_frames=num_frames,
+                               num_inference_steps=steps, guidance_scale=guidance, fps=fps, height=height, width=width)
+    if call is not None:  # what the stock diffusers pipeline needs to make this video (docs/worldmodel.md)
+        sidecar["pipeline_call"] = {**call, "seed": seed}
+    return sidecar
 
 
 def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path, record: bool = True) -> None:
