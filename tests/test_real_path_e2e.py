@@ -75,8 +75,8 @@ def neural(tmp_path_factory):
     assert run_cli("dataset", "convert", root / "gr1_v2", root / "real")[0] == 0  # no -e: layout from meta/
     (root / "idm.yaml").write_text(json.dumps(STATE_IDM))
     code, _, err = run_cli("idm-train", "--dataset-path", root / "real", "--out", root / "idm", "-e", "gr1",
-                           "--model-config", root / "idm.yaml", "--batch-size", "4", "--max-steps", "3",
-                           "--save-steps", "3", "--device", "cpu")
+                           "--model-config", root / "idm.yaml", "--batch-size", "4", "--steps", "3",
+                           "--save-every", "3", "--device", "cpu")
     assert code == 0, err
     dreams = root / "dreams"
     for i in range(2):  # Cosmos-style dreams: 8 fps, 832x480, with sidecars

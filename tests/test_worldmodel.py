@@ -189,7 +189,7 @@ def test_scratch_toy_end_to_end_and_cli_generate(work):
     Image = pytest.importorskip("PIL.Image")
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(inputs / "a.png")  # wrong size: cropped + resized
     (inputs / "a.txt").write_text("push the cube")
-    res = CliRunner().invoke(app, ["generate", str(out), str(inputs), str(work / "dreams_cli"), "--num-steps", "2"])
+    res = CliRunner().invoke(app, ["generate", str(out), str(inputs), str(work / "dreams_cli"), "--sampling-steps", "2"])
     assert res.exit_code == 0, res.output
     frames = read_video(work / "dreams_cli" / "0_push_the_cube.mp4")
     assert frames.shape == (5, 16, 16, 3)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dreamgen.commands.checks import at_least, in_range
+from dreamgen.commands.checks import at_least, in_range, precision_choice, precision_help
 from dreamgen.errors import DreamgenError
 
 
@@ -48,11 +48,13 @@ def _register_bench(app: typer.Typer) -> None:
                                   "Qwen/Qwen2.5-VL-7B-Instruct from the local cache); openai: model name (gpt-4o)."),
         pa_judge: list[str] = typer.Option(None, "--pa-judge", help="PA judge as KIND:MODEL (repeatable), e.g. "
                                            "openai:gpt-4o; the PA score is the mean over them. Default: --judge."),
-        out: Path = typer.Option(Path("bench_results"), "--out", help="Folder for CSVs, summaries and the table."),
+        out: Path = typer.Option(Path("bench_results"), "--out", "-o", help="Folder for CSVs, summaries and the table."),
         zeroshot: bool = typer.Option(False, "--zeroshot", help="Zero-shot IF prompt (videos of a model not "
                                       "fine-tuned on the robot: human hands fail)."),
         device: str = typer.Option(None, "--device", help="Torch device of a qwen judge (default cuda if available)."),
-        dtype: str = typer.Option("auto", "--dtype", help="qwen judge dtype: auto, bfloat16, float32."),
+        precision: str = typer.Option("auto", "--precision", "--dtype", callback=precision_choice("auto", "bf16", "fp32"),
+                                      help="qwen judge: " + precision_help("auto", "bf16", "fp32",
+                                                                           auto="the checkpoint's dtype")),
         base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (e.g. vLLM)."),
         api_key: str = typer.Option(None, "--api-key", help="API key (default: OPENAI_API_KEY).", show_default=False),
         timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one API reply.",
@@ -80,6 +82,7 @@ def _register_bench(app: typer.Typer) -> None:
         if not do_if and not do_pa:
             do_if, do_pa = True, judge != PIXEL_JUDGE
         set_seed(seed)
+        dtype = {"bf16": "bfloat16", "fp32": "float32"}.get(precision, precision)
         opts = dict(device=device, dtype=dtype, base_url=base_url, api_key=api_key, timeout=timeout,
                     max_retries=max_retries, seed=seed, max_new_tokens=max_new_tokens)
         main = _judge(judge, model, **opts)
@@ -105,7 +108,7 @@ def _register_filter(app: typer.Typer) -> None:
                                      "neither threshold is given).", callback=in_range(0, 1)),
         min_pa: float = typer.Option(None, "--min-pa", help="Also require mean PA >= this.",
                                      callback=in_range(0, 1)),
-        out: Path = typer.Option(..., "--out", help="New folder for the kept dreams + manifest.json."),
+        out: Path = typer.Option(..., "--out", "-o", help="New folder for the kept dreams + manifest.json."),
         mode: str = typer.Option("copy", "--mode", help="copy, hardlink or symlink."),
     ) -> None:
         """Keep only dreams that pass DreamGenBench (drop "nightmares"), for the IDM stage."""

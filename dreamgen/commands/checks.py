@@ -13,12 +13,37 @@ import typer
 
 from dreamgen.errors import BadFlagError, check_number, parse_shard
 
-__all__ = ["BadFlagError", "at_least", "check_number", "finite", "in_range", "parse_shard", "parse_size"]
+__all__ = ["BadFlagError", "at_least", "check_number", "finite", "in_range", "parse_shard", "parse_size",
+           "precision_choice", "precision_help"]
+
+# The one vocabulary of --precision (issue #17): what the model computes in. Older spellings still read.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_SPELLINGS = {"no": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def _flag(param: typer.CallbackParam) -> str:
+    """The option's first long name: its canonical spelling (later ones are older aliases)."""
     opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
-    return max(opts, key=len) if opts else (param.name or "value").upper()
+    return opts[0] if opts else (param.name or "value").upper()
+
+
+def precision_choice(*allowed: str):
+    """A typer callback for --precision: one of `allowed` (a subset of PRECISIONS), returned canonical."""
+    assert set(allowed) <= set(PRECISIONS), allowed
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is None or ctx.resilient_parsing:
+            return value
+        canonical = _SPELLINGS.get(value.lower(), value.lower())
+        if canonical not in allowed:
+            raise BadFlagError(f"{_flag(param)} must be one of {' | '.join(allowed)}, got {value!r}")
+        return canonical
+
+    return callback
+
+
+def precision_help(*allowed: str, auto: str = "bf16 on a GPU, fp32 on a CPU") -> str:
+    return f"{' | '.join(allowed)} (auto: {auto})."
 
 
 def in_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):

@@ -36,14 +36,17 @@ def info_cmd(
 def convert_cmd(
     src: Path = typer.Argument(..., help="GR00T-flavoured LeRobot v2.0/v2.1 dataset."),
     dst: Path = typer.Argument(..., help="New LeRobot v3 dataset folder (must not exist)."),
-    embodiment: str = typer.Option(None, "--embodiment", help="Layout to use if the source has no modality.json."),
+    embodiment: str = typer.Option(None, "--embodiment", "-e", help="Layout to use if the source has no modality.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists."),
+    reencode: bool = typer.Option(False, "--reencode", help="Encode the videos again (h264, crf 15) even where "
+                                  "the source streams could be copied as they are."),
 ) -> None:
-    """Convert a GR00T v2.x dataset to LeRobot v3, keeping meta/modality.json. A rerun with the same
-    settings finds the finished output and does nothing; an interrupted one starts cleanly."""
+    """Convert a GR00T v2.x dataset to LeRobot v3, keeping meta/modality.json, the video streams (copied, not
+    re-encoded, where LeRobot can use them), next.reward, next.done and the annotation columns. A rerun with
+    the same settings finds the finished output and does nothing; an interrupted one starts cleanly."""
     from dreamgen.data import convert_v2_to_v3
 
-    out = convert_v2_to_v3(src, dst, embodiment, overwrite=overwrite)
+    out = convert_v2_to_v3(src, dst, embodiment, overwrite=overwrite, reencode=reencode)
     typer.echo(f"wrote {out}")
 
 

@@ -51,7 +51,7 @@ def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs
 
 
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder (a rerun resumes)."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Output folder (a rerun resumes)."),
     full: bool = typer.Option(False, "--full/--quick", help="--quick (default): minutes on a CPU with small step "
                               "counts; --full: retrain everything at useful sizes (meant for a GPU)."),
     config: str = typer.Option(None, "--config", help="Another pipeline YAML instead of the quick/full preset."),
@@ -66,7 +66,7 @@ def demo(
 
 def experiment(
     config: str = typer.Option("toyworld", "--config", help="Experiment YAML (file or name in dreamgen/configs/experiment/)."),
-    out: Path = typer.Option(None, "--out", help="Output folder (default runs/experiment/<config name>)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder (default runs/experiment/<config name>)."),
     step: list[str] = typer.Option(None, "--step", help=STEP_HELP),
     set_: list[str] = typer.Option(None, "--set", help="Override a config value: key.path=value (YAML value)."),
     run: list[str] = typer.Option(None, "--run", help="Only these policy runs in the policies/eval steps "

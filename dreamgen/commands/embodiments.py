@@ -38,8 +38,8 @@ def show_cmd(
 @emb_app.command("stats")
 def stats_cmd(
     dataset: Path = typer.Option(..., "--dataset", help="LeRobot v3 or GR00T v2.x dataset folder."),
-    embodiment: str = typer.Option(..., "--embodiment", help="Embodiment whose layout the dataset must match."),
-    out: Path = typer.Option(None, "--out", help="Where to write stats.json (default: print it)."),
+    embodiment: str = typer.Option(..., "--embodiment", "-e", help="Embodiment whose layout the dataset must match."),
+    out: Path = typer.Option(None, "--out", "-o", help="Where to write stats.json (default: print it)."),
 ) -> None:
     """Compute normalisation statistics (GR00T stats.json form) from a dataset."""
     from dreamgen.data import compute_stats, open_dataset, require_episodes

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from dreamgen.commands.checks import at_least, in_range, parse_shard, parse_size
+from dreamgen.commands.checks import (
+    at_least,
+    in_range,
+    parse_shard,
+    parse_size,
+    precision_choice,
+    precision_help,
+)
 from dreamgen.errors import DreamgenError
 
 
@@ -97,40 +104,41 @@ def preprocess_cmd(
 
 def train_cmd(
     dataset_path: Path = typer.Option(..., "--dataset-path", "--dataset", help="Training dataset (LeRobot)."),
-    output_dir: Path = typer.Option(Path("runs/idm"), "--output-dir", "--out", help="Run folder for checkpoints."),
-    embodiment: str = typer.Option("new_embodiment", "--embodiment", "--embodiment-tag", "-e",
+    out: Path = typer.Option(Path("runs/idm"), "--out", "-o", "--output-dir", help="Run folder for checkpoints."),
+    embodiment: str = typer.Option("new_embodiment", "--embodiment", "-e",
                                    help="Embodiment name/file; new_embodiment reads the dataset's meta/."),
     model_config: str = typer.Option(None, "--model-config", help="configs/idm preset name or YAML file."),
     data_config: str = typer.Option(None, "--data-config", help="Reference data-config name or YAML overrides."),
     batch_size: int = typer.Option(16, "--batch-size", callback=at_least(1)),
-    max_steps: int = typer.Option(10000, "--max-steps", callback=at_least(1)),
-    save_steps: int = typer.Option(500, "--save-steps", callback=at_least(1)),
+    steps: int = typer.Option(10000, "--steps", "--max-steps", help="Optimizer steps.", callback=at_least(1)),
+    save_every: int = typer.Option(500, "--save-every", "--save-steps", help="Checkpoint every N steps.",
+                                   callback=at_least(1)),
     learning_rate: float = typer.Option(1e-4, "--learning-rate", "--lr", callback=in_range(0, 1, lo_open=True)),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of episodes held out.",
                                       callback=in_range(0, 1, hi_open=True)),
     num_workers: int = typer.Option(0, "--num-workers", "--dataloader-num-workers", callback=at_least(0)),
     device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp32"),
+    precision: str = typer.Option("auto", "--precision", help=precision_help("auto", "bf16", "fp32"),
+                                  callback=precision_choice("auto", "bf16", "fp32")),
     augment: bool = typer.Option(True, "--augment/--no-augment"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --output-dir "
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out "
                                 "(only a run made from the same dataset, embodiment and configs)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the checkpoints in --output-dir and start "
-                                   "fresh."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the checkpoints in --out and start fresh."),
     seed: int = typer.Option(42, "--seed"),
 ) -> None:
-    """Train an inverse dynamics model. Multi-GPU: torchrun scripts/idm_training.py (same flags)."""
+    """Train an inverse dynamics model. Multi-GPU: torchrun scripts/idm_training.py (the reference's flags)."""
     from dreamgen.data import open_dataset, require_episodes
     from dreamgen.idm.train import IDMTrainConfig, train_idm
     from dreamgen.io import check_output_location
 
-    check_output_location(output_dir, "--output-dir", {"--dataset-path": dataset_path})
+    check_output_location(out, "--out", {"--dataset-path": dataset_path})
     require_episodes(open_dataset(dataset_path), "--dataset-path")
-    _train_job(dataset_path, output_dir, resume, overwrite, embodiment=embodiment, model_config=model_config,
+    _train_job(dataset_path, out, resume, overwrite, embodiment=embodiment, model_config=model_config,
                data_config=data_config, val_fraction=val_fraction)
 
     ckpt = train_idm(IDMTrainConfig(
-        dataset_path=dataset_path, output_dir=output_dir, embodiment=embodiment, model_config=model_config,
-        data_config=data_config, batch_size=batch_size, max_steps=max_steps, save_steps=save_steps,
+        dataset_path=dataset_path, output_dir=out, embodiment=embodiment, model_config=model_config,
+        data_config=data_config, batch_size=batch_size, max_steps=steps, save_steps=save_every,
         learning_rate=learning_rate, val_fraction=val_fraction, num_workers=num_workers, device=device,
         precision=precision, augment=augment, resume=resume, seed=seed))
     typer.echo(f"checkpoint: {ckpt}")
@@ -139,15 +147,16 @@ def train_cmd(
 def extract_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="IDM checkpoint folder (or its run folder)."),
     videos: Path = typer.Option(..., "--videos", help="Folder of <Instruction>/<k>.mp4 videos."),
-    out: Path = typer.Option(..., "--out", help="New LeRobot v3 dataset folder (must not exist)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New LeRobot v3 dataset folder (must not exist)."),
     batch_size: int = typer.Option(64, "--batch-size", callback=at_least(1)),
     device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision", help="auto | bf16 | fp32"),
-    steps: int = typer.Option(None, "--steps", help="Flow-matching sampling steps (default: the model's).",
-                             callback=at_least(1)),
+    precision: str = typer.Option("auto", "--precision", help=precision_help("auto", "bf16", "fp32"),
+                                  callback=precision_choice("auto", "bf16", "fp32")),
+    sampling_steps: int = typer.Option(None, "--sampling-steps", help="Flow-matching sampling steps (default: "
+                                       "the model's).", callback=at_least(1)),
     shard: str = typer.Option(None, "--shard", help="i/n: label every n-th video starting at i (then re-run "
                               "without --shard to assemble)."),
-    embodiment: str = typer.Option(None, "--embodiment", help="Write with this embodiment's layout."),
+    embodiment: str = typer.Option(None, "--embodiment", "-e", help="Write with this embodiment's layout."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep <out>.work/ (per-video labels) afterwards."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard labels in <out>.work/ made with other "
                                    "settings and start fresh (a rerun otherwise refuses them)."),
@@ -167,7 +176,7 @@ def extract_cmd(
     shard_in = parse_shard(shard)
     check_output_location(out, "--out", {"--videos": videos, "--checkpoint": checkpoint})
     res = extract_actions(ExtractConfig(checkpoint, videos, out, batch_size=batch_size, device=device,
-                                        precision=precision, num_inference_steps=steps, shard=shard_in,
+                                        precision=precision, num_inference_steps=sampling_steps, shard=shard_in,
                                         embodiment=embodiment, keep_work=keep_work, overwrite=overwrite,
                                         videos_per_batch=videos_per_batch, stride=stride,
                                         compile=compile_model))
@@ -182,7 +191,8 @@ def eval_cmd(
                                       help="Default: the training dataset's held-out episodes."),
     episodes: str = typer.Option(None, "--episodes", help="Comma-separated episode indices."),
     device: str = typer.Option("auto", "--device"),
-    steps: int = typer.Option(None, "--steps", callback=at_least(1)),
+    sampling_steps: int = typer.Option(None, "--sampling-steps", help="Flow-matching sampling steps (default: "
+                                       "the model's).", callback=at_least(1)),
     replay: bool = typer.Option(False, "--replay", help="ToyWorld datasets: also execute the labels open-loop "
                                 "from each episode's initial state and report task success."),
 ) -> None:
@@ -193,12 +203,12 @@ def eval_cmd(
         ids = [int(x) for x in episodes.split(",")] if episodes else None
     except ValueError:
         raise DreamgenError(f"--episodes must be comma-separated episode indices (e.g. 0,3,5), got {episodes!r}") from None
-    res = evaluate_idm(EvalConfig(checkpoint, dataset_path, ids, device=device, num_inference_steps=steps))
+    res = evaluate_idm(EvalConfig(checkpoint, dataset_path, ids, device=device, num_inference_steps=sampling_steps))
     if replay:
         from dreamgen.idm.checkpoint import load_idm
 
         path = dataset_path or load_idm(checkpoint)[2].get("dataset_path")
-        res.update(replay_success(checkpoint, path, ids, device=device, num_inference_steps=steps))
+        res.update(replay_success(checkpoint, path, ids, device=device, num_inference_steps=sampling_steps))
     typer.echo(json.dumps(res, indent=2))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from dreamgen.commands.checks import at_least
+from dreamgen.commands.checks import PRECISIONS, at_least, precision_choice, precision_help
 from dreamgen.errors import DreamgenError, check_number
 
 
@@ -23,11 +23,12 @@ def load_preset(spec: str) -> dict[str, Any]:
 
 # (setting, smallest value): presets and flags alike are checked before any work
 _POLICY_MINIMA = {"steps": 1, "batch_size": 1, "num_workers": 0, "save_freq": 1, "log_freq": 1, "task_dim": 1}
+_FLAG_OF = {"save_freq": "--save-every"}  # settings whose flag is spelled otherwise (the CLI's shared vocabulary)
 
 
 def _check_numbers(settings: dict[str, Any]) -> None:
     for key, lo in _POLICY_MINIMA.items():
-        check_number(f"--{key.replace('_', '-')}", settings.get(key), lo)
+        check_number(_FLAG_OF.get(key, f"--{key.replace('_', '-')}"), settings.get(key), lo)
     check_number("--frame-cache-gb", settings.get("frame_cache_gb"), 0, lo_open=True)
 
 
@@ -56,14 +57,17 @@ def finetune_cmd(
     batch_size: int = typer.Option(None, "--batch-size", help="Per-process batch size (default 32)."),
     device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda when available)."),
     num_workers: int = typer.Option(None, "--num-workers", help="DataLoader workers (default 4)."),
-    save_freq: int = typer.Option(None, "--save-freq", help="Checkpoint every N steps (and at the end)."),
+    save_every: int = typer.Option(None, "--save-every", "--save-freq", help="Checkpoint every N steps (and at "
+                                   "the end)."),
     log_freq: int = typer.Option(None, "--log-freq", help="Log the loss every N steps."),
     seed: int = typer.Option(None, "--seed", help="Seed for init and data order (default 1000)."),
     video_key: list[str] = typer.Option(None, "--video-key", help="Camera(s) the policy sees (repeatable)."),
     no_state: bool = typer.Option(False, "--no-state", help="Do not feed observation.state to the policy."),
     pretrained: str = typer.Option(None, "--pretrained", help="LeRobot pretrained_model/ folder to start from; "
                                    "for groot: the local GR00T N1.7 base model folder."),
-    mixed_precision: str = typer.Option(None, "--mixed-precision", help="no | bf16 | fp16 (accelerate)."),
+    precision: str = typer.Option(None, "--precision", "--mixed-precision",
+                                  help=precision_help(*PRECISIONS, auto="the preset's, else fp32"),
+                                  callback=precision_choice(*PRECISIONS)),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last."),
     task_conditioning: str = typer.Option(
         None, "--task-conditioning",
@@ -93,9 +97,9 @@ def finetune_cmd(
         raise DreamgenError(f"unexpected argument(s) {bad}; LeRobot flags look like --policy.n_obs_steps=2")
     cli = {
         "policy": policy, "embodiment": embodiment, "steps": steps, "batch_size": batch_size, "device": device,
-        "num_workers": num_workers, "save_freq": save_freq, "log_freq": log_freq, "seed": seed,
+        "num_workers": num_workers, "save_freq": save_every, "log_freq": log_freq, "seed": seed,
         "video_keys": list(video_key) if video_key else None, "pretrained": pretrained,
-        "mixed_precision": mixed_precision, "task_conditioning": task_conditioning, "task_dim": task_dim,
+        "mixed_precision": {"auto": None, "fp32": "no"}.get(precision, precision), "task_conditioning": task_conditioning, "task_dim": task_dim,
         "frame_cache": frame_cache, "frame_cache_gb": frame_cache_gb,
     }
     settings.update({k: v for k, v in cli.items() if v is not None})

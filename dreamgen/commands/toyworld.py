@@ -52,7 +52,7 @@ def list_cmd() -> None:
 
 @tw_app.command("collect")
 def collect_cmd(
-    out: Path = typer.Option(..., "--out", help="New LeRobot v3 dataset folder (must not exist)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New LeRobot v3 dataset folder (must not exist)."),
     behaviors: list[str] = typer.Option(["pick_place"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
     envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
     episodes: int = typer.Option(50, "--episodes", help="Episodes in total, round-robin over behavior x env.",
@@ -61,7 +61,7 @@ def collect_cmd(
     image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels.",
                                    callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style", help="default | blue_box | floating."),
-    embodiment: str = typer.Option("toyworld", "--embodiment", help="Embodiment written into the dataset."),
+    embodiment: str = typer.Option("toyworld", "--embodiment", "-e", help="Embodiment written into the dataset."),
 ) -> None:
     """Record scripted-expert episodes (only successful ones) as a LeRobot v3 dataset."""
     from dreamgen.toyworld.collect import CollectConfig, collect
@@ -79,13 +79,13 @@ def eval_cmd(
     envs: list[str] = typer.Option(["default"], "--envs", help="Comma-separated environments, or 'all'."),
     episodes: int = typer.Option(20, "--episodes", help="Episodes per (behavior, env).", callback=at_least(1)),
     seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(None, "--out", help="Folder for results.json and rollout videos."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for results.json and rollout videos."),
     save_videos: int = typer.Option(2, "--save-videos", help="Rollout mp4s saved per (behavior, env).",
                                     callback=at_least(0)),
     image_size: int = typer.Option(IMAGE_SIZE, "--image-size", help="Square image side in pixels.",
                                    callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style"),
-    max_steps: int = typer.Option(None, "--max-steps", help="Override the behaviors' time limits.",
+    max_steps: int = typer.Option(None, "--max-episode-steps", help="Override the behaviors' time limits.",
                                   callback=at_least(1)),
 ) -> None:
     """Closed-loop success rate per behavior/env with Wilson 95% confidence intervals."""
@@ -104,8 +104,8 @@ def eval_cmd(
 @tw_app.command("stats")
 def stats_cmd(
     dataset: Path = typer.Argument(..., help="A collected ToyWorld dataset."),
-    out: Path = typer.Option(..., "--out", help="Folder to write embodiment.yaml + modality.json + stats.json."),
-    embodiment: str = typer.Option("toyworld", "--embodiment"),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write embodiment.yaml + modality.json + stats.json."),
+    embodiment: str = typer.Option("toyworld", "--embodiment", "-e"),
 ) -> None:
     """Recompute the embodiment's normalisation statistics from a dataset and save the embodiment folder."""
     from dreamgen.toyworld.collect import embodiment_with_stats
@@ -117,7 +117,7 @@ def stats_cmd(
 
 @tw_app.command("frame")
 def frame_cmd(
-    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
     behavior: str = typer.Option("pick_place", "--behavior"),
     env: str = typer.Option("default", "--env"),
     seed: int = typer.Option(0, "--seed"),

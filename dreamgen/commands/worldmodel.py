@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from dreamgen.commands.checks import at_least, in_range, parse_shard, parse_size
+from dreamgen.commands.checks import (
+    PRECISIONS,
+    at_least,
+    in_range,
+    parse_shard,
+    parse_size,
+    precision_choice,
+    precision_help,
+)
 
 
 def _size(text: str | None, flag: str = "--resolution") -> list[int] | None:
@@ -43,7 +51,9 @@ def finetune_wm_cmd(
     frame_stride: int = typer.Option(1, "--frame-stride", help="Take every n-th frame of the source videos.",
                                     callback=at_least(1)),
     video_key: str = typer.Option(None, "--video-key"),
-    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto | bf16 | no."),
+    precision: str = typer.Option("auto", "--precision", "--mixed-precision",
+                                   help=precision_help("auto", "bf16", "fp32"),
+                                   callback=precision_choice("auto", "bf16", "fp32")),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                 help="Default: on for GPU."),
     save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps.", callback=at_least(1)),
@@ -63,7 +73,8 @@ def finetune_wm_cmd(
         lora_targets=[t.strip() for t in lora_targets.split(",") if t.strip()] if lora_targets else None,
         steps=steps, vae_steps=vae_steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
         num_frames=num_frames, resolution=_size(resolution), frame_stride=frame_stride, video_key=video_key,
-        mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing, save_every=save_every,
+        mixed_precision="no" if precision == "fp32" else precision,
+        gradient_checkpointing=gradient_checkpointing, save_every=save_every,
         resume=resume, seed=seed, device=device, command=shlex.join(["dreamgen", *sys.argv[1:]]),
     )
     out = finetune_world_model(cfg)
@@ -78,7 +89,8 @@ def generate_cmd(
     preset: str = typer.Option(None, "--preset", "-p", help="Preset for a bare diffusers folder."),
     lora: str = typer.Option(None, "--lora", help="Extra LoRA (a finetune-wm folder or .safetensors)."),
     seed: int = typer.Option(0, "--seed", help="Video i uses seed + i."),
-    num_steps: int = typer.Option(None, "--num-steps", callback=at_least(1)),
+    sampling_steps: int = typer.Option(None, "--sampling-steps", "--num-steps", help="Denoising steps "
+                                       "(default: the preset's).", callback=at_least(1)),
     guidance: float = typer.Option(None, "--guidance", callback=in_range(0, 100)),
     negative_prompt: str = typer.Option(None, "--negative-prompt"),
     num_frames: int = typer.Option(None, "--num-frames", callback=at_least(1)),
@@ -91,7 +103,8 @@ def generate_cmd(
     disable_guardrail: bool = typer.Option(False, "--disable-guardrail", help="Explicitly run Cosmos without "
                                            "NVIDIA's cosmos_guardrail safety checker."),
     device: str = typer.Option(None, "--device"),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 on GPU) | bf16 | fp16 | fp32."),
+    precision: str = typer.Option("auto", "--precision", "--dtype", help=precision_help(*PRECISIONS),
+                                   callback=precision_choice(*PRECISIONS)),
     fused_cfg: bool = typer.Option(True, "--fused-cfg/--no-fused-cfg", help="Guidance passes in one batch."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer."),
     attention_backend: str = typer.Option(None, "--attention-backend", help="diffusers attention backend, "
@@ -108,9 +121,9 @@ def generate_cmd(
     check_output_location(output_dir, "OUTPUT_DIR", {"INPUTS": inputs if inputs.is_dir() else None})
     cfg = GenerateConfig(
         model=model, inputs=str(inputs), output_dir=str(output_dir), preset=preset, lora=lora, seed=seed,
-        num_steps=num_steps, guidance=guidance, negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
+        num_steps=sampling_steps, guidance=guidance, negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
         resolution=_size(resolution), videos_per_prompt=videos_per_prompt, prompt_prefix=prompt_prefix,
-        shard=shard, disable_guardrail=disable_guardrail, device=device, dtype=dtype, fused_cfg=fused_cfg,
+        shard=shard, disable_guardrail=disable_guardrail, device=device, dtype=precision, fused_cfg=fused_cfg,
         compile=compile_model, attention_backend=attention_backend, limit=limit, overwrite=overwrite,
     )
     written = generate_videos(cfg)

@@ -22,10 +22,29 @@ from dreamgen.jobs import check_job, job_settings_path, read_job
 log = logging.getLogger(__name__)
 
 
+def _video_plan(ds: GrootV2Dataset, reencode: bool) -> bool:
+    """Copy the source streams unless asked not to or LeRobot could not use them as they are."""
+    from dreamgen.data.videocopy import copyable_videos
+
+    if reencode:
+        return False
+    why = copyable_videos([ds.video_files(i) for i in range(ds.num_episodes)], ds.episode_lengths, ds.fps)
+    if why:
+        log.warning("re-encoding the videos: %s", why)
+    return why is None
+
+
+def _extra_features(ds: GrootV2Dataset) -> dict[str, dict]:
+    return {k: {"dtype": ds.features[k]["dtype"], "shape": tuple(ds.features[k].get("shape") or (1,)),
+                "names": None} for k in ds.extra_columns}
+
+
 def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodiment | None = None,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, reencode: bool = False) -> Path:
     """Convert. A finished output is never touched without `overwrite` (the refusal names the setting
-    that differs, if any); an interrupted run's hidden partial folder is removed by the next run."""
+    that differs, if any); an interrupted run's hidden partial folder is removed by the next run.
+    Video streams are copied as they are where LeRobot can use them (else, or with `reencode`, encoded
+    again); next.reward, next.done and the annotation columns modality.json names are kept."""
     src, dst = Path(src), Path(dst)
     settings = {"src": str(src.resolve()), "embodiment": embodiment if not isinstance(embodiment, Embodiment)
                 else embodiment.name}
@@ -58,13 +77,16 @@ def convert_v2_to_v3(src: str | Path, dst: str | Path, embodiment: str | Embodim
     emb.fps = ds.fps
     if overwrite and dst.exists():
         shutil.rmtree(dst)
+    copy = _video_plan(ds, reencode)
     with DatasetWriter(dst, emb, provenance={"converted_from": str(src), "source_version": ds.version},
-                       video_keys=ds.video_keys) as writer:
+                       video_keys=ds.video_keys, extra_features=_extra_features(ds), copy_videos=copy,
+                       tasks=ds.task_table) as writer:
         for ep in tqdm(ds.episodes(), total=ds.num_episodes, desc="convert", unit="ep"):
             frames = {k: ep.frames(key=k) for k in ds.video_keys}
             if ep.action is None:
                 raise DatasetError(f"{src}: episode {ep.index} has no action column")
-            writer.add_episode(frames, ep.action, ep.task or "unknown task", state=ep.state)
+            writer.add_episode(frames, ep.action, ep.task or "unknown task", state=ep.state, extras=ep.extras,
+                               video_files=ep.video_paths if copy else None)
     if ds.modality is not None:
         # keep the source's modality.json as GR00T wrote it (video/annotation sections included)
         import json

@@ -39,6 +39,7 @@ class Episode:
     video_paths: dict[str, Path] = field(default_factory=dict)  # video key -> file
     video_offsets: dict[str, int] = field(default_factory=dict)  # first frame of this episode in the file
     default_key: str | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # other per-frame columns (rewards, annotations)
 
     def frames(self, indices: Sequence[int] | None = None, key: str | None = None) -> np.ndarray:
         """uint8 (T, H, W, 3) frames of this episode (all, or the given episode-relative indices)."""
@@ -248,6 +249,9 @@ class GrootV2Dataset(RobotDataset):
         self.num_episodes = len(self._episodes)
         self.episode_lengths = [int(e["length"]) for e in self._episodes]
         self.tasks = [_first_task(e) for e in self._episodes]
+        # the task table in index order when its indices are 0..n-1 (annotation columns point into it)
+        self.task_table = ([self._task_text[i] for i in range(len(self._task_text))]
+                           if sorted(self._task_text) == list(range(len(self._task_text))) else [])
         declared = [k for k, f in self.features.items() if f.get("dtype") == "video"]
         # v2.0 GR00T datasets may list a camera in info.json that was never exported: keep only keys
         # with files, and say which were dropped.
@@ -255,9 +259,15 @@ class GrootV2Dataset(RobotDataset):
         missing = sorted(set(declared) - set(self.video_keys))
         if missing:
             log.warning("%s: info.json lists video key(s) %s with no files; ignoring them", root, missing)
+        self.extra_columns = extra_columns(self.features, self.modality)
 
     def _chunk(self, ep: int) -> int:
         return ep // self.chunks_size
+
+    def video_files(self, i: int) -> dict[str, Path]:
+        """Episode i's mp4 per video key, without reading its data."""
+        ep_index = int(self._episodes[i]["episode_index"])
+        return {k: self._video_file(ep_index, k) for k in self.video_keys}
 
     def _video_file(self, ep_index: int, key: str) -> Path:
         return self.root / self.video_path.format(episode_chunk=self._chunk(ep_index), video_key=key,
@@ -287,7 +297,22 @@ class GrootV2Dataset(RobotDataset):
             action=_stack(df, ACTION_KEY, where),
             video_paths={k: self._video_file(ep_index, k) for k in self.video_keys},
             default_key=self.video_keys[0] if self.video_keys else None,
+            extras={k: np.stack([np.asarray(v).reshape(-1) for v in df[k].to_numpy()]) if len(df) else
+                    np.zeros((0, 1)) for k in self.extra_columns if k in df},
         )
+
+
+EXTRA_COLUMNS = ("next.reward", "next.done")
+
+
+def extra_columns(features: dict, modality: dict | None) -> list[str]:
+    """The columns beyond state/action/video a conversion keeps: next.reward, next.done, and the
+    annotation columns modality.json names (`annotation.<name>` unless it gives another original_key)."""
+    names = list(EXTRA_COLUMNS)
+    for name, spec in ((modality or {}).get("annotation") or {}).items():
+        names.append((spec or {}).get("original_key") or f"annotation.{name}")
+    lerobot_own = {"task_index", "index", "episode_index", "frame_index", "timestamp"}
+    return [n for n in dict.fromkeys(names) if n in features and n not in lerobot_own]
 
 
 def _first_task(meta: dict) -> str:

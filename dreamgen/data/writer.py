@@ -64,7 +64,13 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | Path, embodiment: Embodiment, provenance: dict | None = None,
                  video_keys: list[str] | None = None, with_state: bool | None = None,
-                 vcodec: str = "h264", crf: int = 15, pix_fmt: str = "yuv420p", gop: int = 2):
+                 vcodec: str = "h264", crf: int = 15, pix_fmt: str = "yuv420p", gop: int = 2,
+                 extra_features: dict[str, dict] | None = None, copy_videos: bool = False,
+                 tasks: list[str] | None = None):
+        """`extra_features`: more per-frame columns (LeRobot feature specs, e.g. next.reward), given per
+        episode as `extras`. `copy_videos`: each episode brings its own mp4 files (`video_files`), copied
+        into the dataset as they are (`dreamgen.data.videocopy`). `tasks`: register these task texts
+        first, in this order, so that their indices are 0, 1, ... as in the source dataset."""
         self.out_dir = Path(out_dir)
         if self.out_dir.exists():
             raise OutputExistsError(f"{self.out_dir}: output already exists; choose a new path or remove it")
@@ -73,6 +79,9 @@ class DatasetWriter:
         self.video_keys = list(video_keys or [embodiment.video_key])
         self.with_state = with_state
         self.vcodec, self.crf, self.pix_fmt, self.gop = vcodec, crf, pix_fmt, gop
+        self.extra_features = dict(extra_features or {})
+        self.copy_videos = copy_videos
+        self.tasks = list(tasks or [])
         clean_stale_partials(self.out_dir)  # hidden leftovers of an interrupted writer of this output
         self.tmp_dir = partial_path(self.out_dir)
         self._ds = None
@@ -118,12 +127,16 @@ class DatasetWriter:
                                              "names": _dim_names(emb, "state", sdim)}
         features["action"] = {"dtype": "float32", "shape": (emb.action_dim,),
                               "names": _dim_names(emb, "action", emb.action_dim)}
+        features.update(self.extra_features)
         self.tmp_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         fps = emb.fps
         if float(fps) != int(fps):
             raise DatasetError(f"embodiment {emb.name!r}: LeRobot needs an integer fps, got {fps}")
-        self._ds = LeRobotDataset.create(
+        dataset_class = LeRobotDataset
+        if self.copy_videos:
+            from dreamgen.data.videocopy import CopyingLeRobotDataset as dataset_class
+        self._ds = dataset_class.create(
             repo_id=f"local/{self.out_dir.name}",
             fps=int(fps),
             features=features,
@@ -132,10 +145,14 @@ class DatasetWriter:
             use_videos=True,
             video_backend="pyav",
             rgb_encoder=RGBEncoderConfig(vcodec=self.vcodec, crf=self.crf, pix_fmt=self.pix_fmt, g=self.gop),
+            streaming_encoding=self.copy_videos,
         )
+        if self.tasks:
+            self._ds.meta.save_episode_tasks(list(dict.fromkeys(self.tasks)))
 
     def add_episode(self, frames: np.ndarray | dict[str, np.ndarray], action: np.ndarray, task: str,
-                    state: np.ndarray | None = None) -> None:
+                    state: np.ndarray | None = None, extras: dict[str, np.ndarray] | None = None,
+                    video_files: dict[str, Path] | None = None) -> None:
         if not isinstance(frames, dict):
             frames = {self.video_keys[0]: frames}
         missing = set(self.video_keys) - set(frames)
@@ -166,11 +183,17 @@ class DatasetWriter:
             self._create(frames, state)
         if self.with_state and state is None:
             raise DatasetError(f"{where}: this dataset stores observation.state but the episode has none")
+        extras = self._check_extras(extras or {}, n, where)
+        if self.copy_videos:
+            if set(video_files or {}) != set(self.video_keys):
+                raise DatasetError(f"{where}: copying videos needs a file for each of {self.video_keys}")
+            self._ds.writer._streaming_encoder.sources = {k: Path(p) for k, p in video_files.items()}
         for t in range(n):
             frame = {key: frames[key][t] for key in self.video_keys}
             if self.with_state:
                 frame["observation.state"] = state[t]
             frame["action"] = action[t]
+            frame.update({k: v[t] for k, v in extras.items()})
             frame["task"] = task.strip()
             self._ds.add_frame(frame)
         with _no_map_bars():
@@ -178,14 +201,42 @@ class DatasetWriter:
         self.num_episodes += 1
         self.num_frames += n
 
+    def _check_extras(self, extras: dict[str, np.ndarray], n: int, where: str) -> dict[str, np.ndarray]:
+        """Each extra column as (T, *shape) in its feature's dtype."""
+        if set(extras) != set(self.extra_features):
+            raise DatasetError(f"{where}: extra columns {sorted(extras)}, the dataset has {sorted(self.extra_features)}")
+        out = {}
+        for key, values in extras.items():
+            spec = self.extra_features[key]
+            values = np.asarray(values, dtype=spec["dtype"]).reshape(n, *spec["shape"])
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                raise DatasetError(f"{where}: {key} contains NaN/inf")
+            out[key] = values
+        return out
+
+    def _record_copied_video_info(self) -> None:
+        """LeRobot records its encoder settings beside each video's probe; copied streams were not made by it."""
+        from lerobot.datasets.video_utils import get_video_info
+
+        info_path = self.tmp_dir / "meta" / "info.json"
+        info = json.loads(info_path.read_text())
+        for key in self.video_keys:
+            first = self.tmp_dir / info["video_path"].format(video_key=key, chunk_index=0, file_index=0)
+            info["features"][key]["info"] = get_video_info(first)
+        info_path.write_text(json.dumps(info, indent=4))
+
     def close(self) -> Path:
         if self._ds is None:
             raise DatasetError(f"{self.out_dir}: no episodes were written")
         with _no_map_bars():
             self._ds.finalize()
+        if self.copy_videos:
+            self._record_copied_video_info()
         meta = self.tmp_dir / "meta"
         (meta / "modality.json").write_text(json.dumps(modality_for(self.embodiment, self.video_keys), indent=2))
-        prov = {"embodiment": self.embodiment.name, "command": " ".join(sys.argv), **self.provenance}
+        prov = {"embodiment": self.embodiment.name, "command": " ".join(sys.argv),
+                "videos": "copied from the source" if self.copy_videos else f"encoded ({self.vcodec}, crf {self.crf})",
+                **self.provenance}
         (meta / PROVENANCE_FILE).write_text(to_json(prov, meta / PROVENANCE_FILE, indent=2, default=str))
         shutil.rmtree(self.tmp_dir / "images", ignore_errors=True)  # LeRobot's PNG staging area
         if self.out_dir.exists():

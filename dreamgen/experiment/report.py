@@ -50,6 +50,8 @@ class Report:
     dreams: list[DreamEntry] = field(default_factory=list)
     curves: list[tuple[str, Path]] = field(default_factory=list)  # (caption, png)
     metrics: list[tuple[str, str]] = field(default_factory=list)  # (name, value)
+    policies: list[tuple[str, str]] = field(default_factory=list)  # (policy run, the data it trained on)
+    rollouts: list[tuple[str, Path]] = field(default_factory=list)  # (caption, mp4 under the report's folder)
     success: list[SuccessRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -128,6 +130,29 @@ def _two_column_table(h: list[str], md: list[str], title: str, table_id: str, he
     md.append("")
 
 
+def _video_tag(src: str, width: int) -> str:
+    """A looping, muted (so browsers autoplay it) video of an mp4 beside the page, with a link as fallback."""
+    return (f"<video src='{html.escape(src)}' width='{width}' controls loop muted autoplay playsinline>"
+            f"<a href='{html.escape(src)}'>{html.escape(src)}</a></video>")
+
+
+def _dreams(h: list[str], md: list[str], dreams: list[DreamEntry], out_dir: Path) -> None:
+    """Each dream plays in the page beside its contact sheet, with the judge's verdict."""
+    h.append("<h2>Dreamed videos</h2><p>each dream (it plays), its first / middle / last frame and the judge's "
+             "score</p>")
+    md += ["## Dreamed videos", "", "Each dream (linked mp4), its first / middle / last frame and the judge's "
+           "score.", ""]
+    for d in dreams:
+        scores = ", ".join(f"{k}={v}" for k, v in d.scores.items()) or "not scored"
+        state = "" if d.kept is None else (" — kept" if d.kept else " — filtered out")
+        cls = "" if d.kept is None else ("kept" if d.kept else "dropped")
+        src, video = _rel(d.sheet_png, out_dir), _rel(d.video, out_dir)
+        h.append(f"<div class='dream'>{_video_tag(video, 192)}<img src='{src}' alt='{html.escape(d.instruction)}' "
+                 f"width='390'><br><b>{html.escape(d.instruction)}</b><br><span class='{cls} score'>"
+                 f"{html.escape(scores + state)}</span></div>")
+        md += [f"![{d.instruction}]({src})", f"**{d.instruction}** — [video]({video}) — {scores}{state}", ""]
+
+
 def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     """Write report.html and report.md into `out_dir` (images must already live under it)."""
     out_dir = Path(out_dir)
@@ -137,7 +162,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:14px}"
         "th{background:#f3f3f3}.dream{display:inline-block;margin:6px;vertical-align:top;width:400px}"
-        "img{image-rendering:pixelated}.kept{color:#070}.dropped{color:#a00}</style></head><body>",
+        "img,video{image-rendering:pixelated}.kept{color:#070}.dropped{color:#a00}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1>",
     ]
     md: list[str] = [f"# {report.title}", ""]
@@ -147,17 +172,7 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     if report.steps:
         _two_column_table(h, md, "Pipeline", "steps", ("step", "output"), report.steps)
     if report.dreams:
-        h.append("<h2>Dreamed videos</h2><p>first / middle / last frame of each dream</p>")
-        md += ["## Dreamed videos", "", "First / middle / last frame of each dream.", ""]
-        for d in report.dreams:
-            scores = ", ".join(f"{k}={v}" for k, v in d.scores.items()) or "not scored"
-            state = "" if d.kept is None else (" — kept" if d.kept else " — filtered out")
-            cls = "" if d.kept is None else ("kept" if d.kept else "dropped")
-            src = _rel(d.sheet_png, out_dir)
-            h.append(f"<div class='dream'><img src='{src}' alt='{html.escape(d.instruction)}' width='390'>"
-                     f"<br><b>{html.escape(d.instruction)}</b><br><span class='{cls}'>{html.escape(scores + state)}"
-                     "</span></div>")
-            md += [f"![{d.instruction}]({src})", f"**{d.instruction}** — {scores}{state}", ""]
+        _dreams(h, md, report.dreams, out_dir)
     if report.curves:
         h.append("<h2>Training curves</h2>")
         md += ["## Training curves", ""]
@@ -168,6 +183,16 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
             md += [f"![{caption}]({src})", ""]
     if report.metrics:
         _two_column_table(h, md, "Metrics", "metrics", ("metric", "value"), report.metrics)
+    if report.policies:
+        _two_column_table(h, md, "Policies", "policies", ("policy", "trained on"), report.policies)
+    if report.rollouts:
+        h.append("<h2>Rollouts</h2>")
+        md += ["## Rollouts", ""]
+        for caption, mp4 in report.rollouts:
+            src = _rel(mp4, out_dir)
+            h.append(f"<figure style='display:inline-block'>{_video_tag(src, 192)}"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            md += [f"[{caption}]({src})", ""]
     if report.success:
         policies, cells, table = _success_pivot(report.success)
         h.append("<h2>Closed-loop success</h2><p>success rate, 95% Wilson interval, (successes/episodes)</p>"

@@ -69,6 +69,8 @@ def write_experiment_report(cfg: PipelineConfig, out: Path, timings: dict[str, f
         if summary:
             rep.metrics.append((f"dreams passing the sim-replay judge: {d.name}",
                                 f"{summary.get('score', float('nan')):.2f} of {summary.get('n')}"))
+    rep.policies = policy_data(out)
+    rep.rollouts = rollout_videos(out)
     table = success_rows(out)
     rep.success = [SuccessRow(**r) for r in table]
     rep.notes.append("sim-replay judge: the IDM labels a dream, the labels are replayed open-loop in ToyWorld from "
@@ -80,6 +82,36 @@ def write_experiment_report(cfg: PipelineConfig, out: Path, timings: dict[str, f
         rep.curves.append(("success vs. neural trajectories", scaling_plot(cfg, out, success_rows(out, per_seed=True))))
     html_path, _ = write_report(rep, out)
     return html_path
+
+
+def policy_data(out: Path) -> list[tuple[str, str]]:
+    """Per policy run, what it trained on: the real demos and which neural set (raw or filtered dreams)."""
+    rows = []
+    for run in sorted((out / "policies").glob("*/dreamgen_train.json")):
+        parts = []
+        for spec in (_read_json(run) or {}).get("datasets", []):
+            path = Path(spec["path"])
+            if path.parent.name == "neural" and path.name.rsplit("_", 1)[-1] in ("raw", "filtered"):
+                name, kind = path.name.rsplit("_", 1)
+                parts.append(f"neural {kind} ({name}, weight {spec['weight']:.2f})")
+            elif path.parent.name == "neural_subsets":
+                parts.append(f"neural, first {path.name.removeprefix('n')} trajectories (weight {spec['weight']:.2f})")
+            else:
+                parts.append(f"real ({path.name})")
+        rows.append((run.parent.name, " + ".join(parts) or "unknown"))
+    return rows
+
+
+def rollout_videos(out: Path, limit: int = 12) -> list[tuple[str, Path]]:
+    """One saved closed-loop rollout per policy run and task cell (eval/<run>/<cell>/rollouts/*.mp4)."""
+    found = []
+    for cell in sorted((out / "eval").glob("*/*/rollouts")):
+        first = next(iter(sorted(cell.glob("*.mp4"))), None)
+        if first is not None:
+            outcome = "success" if first.stem.endswith("_success") else "failure" if first.stem.endswith("_fail") else ""
+            found.append((f"{cell.parent.parent.name}: {cell.parent.name.replace('__', ' in ')} {outcome}".strip(),
+                          first))
+    return found[:limit]
 
 
 def read_scores(out: Path) -> dict[str, str]:

@@ -226,7 +226,7 @@ def extract_actions(cfg: ExtractConfig) -> ExtractResult:
     if not (shard_n >= 1 and 0 <= shard_i < shard_n):
         raise DreamgenError(f"--shard must be i/n with 0 <= i < n, got {shard_i}/{shard_n}")
     check_number("--batch-size", cfg.batch_size, 1)
-    check_number("--steps", cfg.num_inference_steps, 1)  # never labels from a 0-step sampler
+    check_number("--sampling-steps", cfg.num_inference_steps, 1)  # never labels from a 0-step sampler
     root = Path(cfg.videos)
     videos = find_videos(root)
     device, autocast = device_and_autocast(cfg.device, cfg.precision)

@@ -107,9 +107,20 @@ class Backbone(ABC):
         return {"backbone": self.kind, "preset": self.preset.to_dict(),
                 "transformer_config": dict(self.transformer.config)}
 
+    def stock_call(self, prompt: str, *, negative_prompt: str | None, num_frames: int, num_inference_steps: int,
+                   guidance_scale: float, fps: float, height: int, width: int) -> dict[str, Any] | None:
+        """The keyword arguments with which the stock diffusers pipeline's `__call__` makes the same video
+        (plus `seed`: the generator is `torch.Generator("cpu").manual_seed(seed)`), or None if unknown."""
+        return None
+
     def save(self, folder: str | Path) -> Path:
+        """A diffusers folder that stock diffusers loads: model_index.json names the stock pipeline class
+        (ours only adds LoRA loading and a faster sampling loop), so `DiffusionPipeline.from_pretrained` works."""
         folder = Path(folder)
         self.pipe.save_pretrained(folder, safe_serialization=True)
+        stock = next(c for c in type(self.pipe).__mro__ if c.__module__.startswith("diffusers."))
+        index = json.loads((folder / "model_index.json").read_text())
+        (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": stock.__name__}, indent=2))
         (folder / MODEL_META).write_text(json.dumps(self.meta(), indent=2, default=str))
         return folder
 

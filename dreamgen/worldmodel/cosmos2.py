@@ -314,6 +314,13 @@ class Cosmos2Backbone(Backbone):
             fps=self.rope_fps(fps), generator=generator, max_sequence_length=self.preset.max_sequence_length,
             fused_cfg=fused_cfg)
 
+    def stock_call(self, prompt: str, *, negative_prompt: str | None, num_frames: int, num_inference_steps: int,
+                   guidance_scale: float, fps: float, height: int, width: int) -> dict[str, Any]:
+        return {"prompt": prompt, "negative_prompt": self.preset.negative_prompt if negative_prompt is None
+                else negative_prompt, "height": height, "width": width, "num_frames": num_frames,
+                "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                "fps": self.rope_fps(fps), "max_sequence_length": self.preset.max_sequence_length}
+
     @torch.no_grad()
     def set_latent_stats(self, videos: list[torch.Tensor]) -> None:
         """Per-channel mean/std of the trained VAE's latents, so the transformer sees unit-scale inputs."""

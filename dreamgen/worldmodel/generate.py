@@ -155,7 +155,7 @@ def _dtype(name: str, device: str) -> torch.dtype:
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     if name not in table:
-        raise DreamgenError(f"--dtype must be one of auto, {', '.join(table)}; got {name!r}")
+        raise DreamgenError(f"--precision must be one of auto, {', '.join(table)}; got {name!r}")
     return table[name]
 
 
@@ -168,7 +168,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     from dreamgen.worldmodel.cosmos2 import make_guardrail
     from dreamgen.worldmodel.loading import load_world_model, resolve_model
 
-    for flag, value in (("--num-steps", cfg.num_steps), ("--num-frames", cfg.num_frames),
+    for flag, value in (("--sampling-steps", cfg.num_steps), ("--num-frames", cfg.num_frames),
                         ("--videos-per-prompt", cfg.videos_per_prompt), ("--limit", cfg.limit)):
         check_number(flag, value, 1)  # 0 never silently means "the model's default"
     check_number("--fps", cfg.fps, 0, lo_open=True)
@@ -201,6 +201,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
         meta = (read_model_meta(cfg.model) or {}) if Path(cfg.model).is_dir() else {}
     preset = backbone.preset
     _apply_speed_options(backbone, cfg)
+    backbone.pipe.set_progress_bar_config(disable=True)  # one bar per video below, not one per denoising step
     height, width = cfg.resolution or preset.resolution
     num_frames = cfg.num_frames or preset.num_frames
     if (num_frames - 1) % 4:
@@ -229,16 +230,30 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
                                  fused_cfg=cfg.fused_cfg, height=height, width=width)
         video_path = out / dream_filename(i, item.instruction)
         write_video(video_path, frames, fps)
-        sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
-                   "model": str(cfg.model), "lora": lora_used, "steps": steps, "guidance": guidance, "fps": fps,
-                   "num_frames": num_frames, "resolution": [height, width],
-                   "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
-                   else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
-                   "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
+        sidecar = _sidecar(cfg, backbone, item, prompt=prompt, seed=seed, lora=lora_used, steps=steps,
+                           guidance=guidance, fps=fps, num_frames=num_frames, size=(height, width))
         atomic_write_json(video_path.with_suffix(".json"), sidecar)
         written.append(video_path)
         bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
     return written
+
+
+def _sidecar(cfg: GenerateConfig, backbone: Any, item: GenerateItem, *, prompt: str, seed: int, lora: str | None,
+             steps: int, guidance: float, fps: float, num_frames: int, size: tuple[int, int]) -> dict[str, Any]:
+    """What a dream's JSON records: its settings, and the stock diffusers call that remakes it."""
+    preset = backbone.preset
+    height, width = size
+    sidecar = {"prompt": prompt, "instruction": item.instruction, "image": item.image, "seed": seed,
+               "model": str(cfg.model), "lora": lora, "steps": steps, "guidance": guidance, "fps": fps,
+               "num_frames": num_frames, "resolution": [height, width],
+               "negative_prompt": cfg.negative_prompt if cfg.negative_prompt is not None
+               else preset.negative_prompt, "backbone": backbone.kind, "preset": preset.name,
+               "guardrail": not cfg.disable_guardrail and bool(preset.guardrail)}
+    call = backbone.stock_call(prompt, negative_prompt=cfg.negative_prompt, num_frames=num_frames,
+                               num_inference_steps=steps, guidance_scale=guidance, fps=fps, height=height, width=width)
+    if call is not None:  # what the stock diffusers pipeline needs to make this video (docs/worldmodel.md)
+        sidecar["pipeline_call"] = {**call, "seed": seed}
+    return sidecar
 
 
 def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path, record: bool = True) -> None:

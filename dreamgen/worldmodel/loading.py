@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,35 @@ def resolve_model(model: str | Path, preset: str | None = None) -> tuple[WorldMo
     return p, Path(p.pretrained), None
 
 
+@contextmanager
+def quiet_loading():
+    """diffusers and transformers draw a bar per component and per weight file while a pipeline loads, and
+    diffusers warns about scheduler settings it ignores: a page of log per model. Errors still show."""
+    import diffusers
+    import transformers
+
+    libs = (diffusers.utils.logging, transformers.utils.logging)
+    levels = [lib.get_verbosity() for lib in libs]
+    bars = [lib.is_progress_bar_enabled() for lib in libs]
+    for lib in libs:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, level, bar in zip(libs, levels, bars, strict=True):
+            lib.set_verbosity(level)
+            if bar:
+                lib.enable_progress_bar()
+
+
 def load_world_model(model: str | Path, preset: str | None = None, lora: str | Path | None = None,
                      guardrail: Any = None, device: str | torch.device = "cpu",
                      torch_dtype: torch.dtype | None = None) -> Backbone:
     p, folder, own_lora = resolve_model(model, preset)
     check_weights_folder(folder)  # no pickle ever loads; a damaged safetensors file fails with its name
-    backbone = backbone_class(p.backbone).load(folder, p, guardrail=guardrail, torch_dtype=torch_dtype)
+    with quiet_loading():
+        backbone = backbone_class(p.backbone).load(folder, p, guardrail=guardrail, torch_dtype=torch_dtype)
     for lora_path in (own_lora, lora):
         if lora_path is not None:
             load_lora(backbone, lora_path)

@@ -38,11 +38,11 @@ say "train"
 preset=toyworld_diffusion; [ "${TW2_TINY:-0}" = 1 ] && preset=toyworld_diffusion_tiny
 sed 's/^vision_trunk_layers: 2/vision_trunk_layers: 3/' "dreamgen/configs/policy/$preset.yaml" > "$out/preset_l3.yaml"
 train() { $dg finetune-policy -c "$1" -d "$out/data/pp$2" -o "$out/pol_$3" --device "$dev" --steps "$steps" \
-  --batch-size "${TW2_BATCH:-128}" --save-freq "$steps" > "$out/logs/train_$3.log" 2>&1 || say "FAILED train $3"; }
+  --batch-size "${TW2_BATCH:-128}" --save-every "$steps" > "$out/logs/train_$3.log" 2>&1 || say "FAILED train $3"; }
 for n in "${ns[@]}"; do train "$preset" "$n" "n$n" & done
 [ "${TW2_L3:-0}" = 1 ] && train "$out/preset_l3.yaml" "$big" "n${big}_l3" &
 $dg idm-train --dataset-path "$out/data/idm_train" --out "$out/idm" -e toyworld --model-config toyworld_state \
-  --batch-size 64 --max-steps "$idm_steps" --save-steps "$idm_steps" --lr 1e-3 --val-fraction 0.05 \
+  --batch-size 64 --steps "$idm_steps" --save-every "$idm_steps" --lr 1e-3 --val-fraction 0.05 \
   > "$out/logs/train_idm.log" 2>&1 || say "FAILED idm"
 say "idm trained"
 for d in "$out"/data/held_*; do
