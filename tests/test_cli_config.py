@@ -26,7 +26,7 @@ import pytest
 COMMANDS = {
     "idm-train": dict(
         config="dreamgen.idm.train:IDMTrainConfig",
-        aliases={},
+        aliases={"out": "output_dir", "save_every": "save_steps", "steps": "max_steps"},  # the shared vocabulary
         command_only={"overwrite"},
         not_on_cli={"save_total_limit", "eval_steps", "log_steps", "weight_decay", "warmup_ratio", "grad_clip",
                     "max_val_samples", "tune_encoder", "stats", "preload",
@@ -34,7 +34,10 @@ COMMANDS = {
     ),
     "finetune-policy": dict(
         config="dreamgen.policy.config:PolicyTrainConfig",
-        aliases={"dataset": "datasets", "out": "output_dir", "video_key": "video_keys", "no_state": "use_state"},
+        aliases={"dataset": "datasets", "out": "output_dir", "video_key": "video_keys", "no_state": "use_state",
+                 "precision": "mixed_precision", "save_every": "save_freq"},
+        # the command translates the shared --precision spelling into accelerate's (auto: the preset's)
+        translated={"precision": {"fp32": "no", "auto": None}},
         command_only={"config"},  # the YAML preset the other settings come from
         not_on_cli={"lerobot_args",  # the unknown --policy.* / --optimizer.* flags
                     "command", "vision_trunk_layers",
@@ -42,7 +45,8 @@ COMMANDS = {
     ),
     "finetune-wm": dict(
         config="dreamgen.worldmodel.finetune:FinetuneConfig",
-        aliases={},
+        aliases={"precision": "mixed_precision"},
+        translated={"precision": {"fp32": "no"}},
         command_only=set(),
         not_on_cli={"keep_checkpoints", "log_every", "max_videos", "command", "preset_overrides"},
     ),
@@ -150,6 +154,9 @@ def test_field_comments_reach_the_help(cli, name):
             wrong.append(f"--{p.name}: {cls.__name__}.{field} says {comment!r}, the option has no help")
             continue
         in_config, in_help = _choices(comment), _choices(p.help)
+        to_field = spec.get("translated", {}).get(p.name)
+        if to_field and in_help is not None:
+            in_help = {to_field.get(c, c) for c in in_help} - {None}
         if in_config and in_help is not None and in_config != in_help:
             wrong.append(f"--{p.name}: choices {sorted(in_help)} in the help, {sorted(in_config)} in "
                          f"{cls.__name__}.{field}")

@@ -45,7 +45,7 @@ say "train"
 sed 's/^vision_instruction_film: true.*/vision_instruction_film: false/' "dreamgen/configs/policy/$preset.yaml" \
   > "$out/preset_nofilm.yaml"
 train() { timeout "$train_s" $dg finetune-policy -c "$1" -d "$out/data/pp$2" -o "$out/pol_$3" --device "$dev" \
-  --steps "$steps" --batch-size "$batch" --save-freq "$save" > "$out/logs/train_$3.log" 2>&1 \
+  --steps "$steps" --batch-size "$batch" --save-every "$save" > "$out/logs/train_$3.log" 2>&1 \
   || say "train $3 stopped (exit $?; evaluated at its last saved step)"; }
 for n in "${ns[@]}"; do train "$preset" "$n" "n$n" & done
 train "$out/preset_nofilm.yaml" "$big" "n${big}_nofilm" &
