@@ -1,0 +1,169 @@
+"""Speed levers (dreamgen/worldmodel/speed.py) and their quality gates (gates.py) at toy size on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamgen.errors import DreamgenError
+from dreamgen.worldmodel import speed
+from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone, stock_pipeline
+from dreamgen.worldmodel.gates import dream_gate, latent_rel_error, numerics_gate, run_dream_gate, with_speed
+from dreamgen.worldmodel.speed import SpeedSettings, settings_from_flags
+from tests.test_worldmodel import TINY, moving_square, tiny_preset
+
+torch.set_num_threads(1)
+STEPS = 8
+KW = dict(negative_prompt="", height=16, width=16, num_frames=9, num_inference_steps=STEPS, guidance_scale=3.0,
+          fps=24, max_sequence_length=16, output_type="latent")
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.manual_seed(0)  # 3 blocks: the first-block cache needs a head, a middle and a tail block
+    bb = Cosmos2Backbone.build(tiny_preset(transformer={**TINY["transformer"], "num_layers": 3}))
+    bb.pipe.set_progress_bar_config(disable=True)
+    return bb
+
+
+def latents(bb, fused: bool = True) -> torch.Tensor:
+    img = Image.fromarray(moving_square(0)[0])
+    return bb.pipe.generate_video(img, "move the red cube", generator=torch.Generator().manual_seed(1),
+                                  fused_cfg=fused, **KW)
+
+
+def count_block_calls(bb, index: int) -> list[int]:
+    calls = [0]
+    bb.transformer.transformer_blocks[index].ff.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def stock_latents(base):
+    return latents(base)
+
+
+def test_settings_flags_and_one_line_errors():
+    assert settings_from_flags() == SpeedSettings() and SpeedSettings().is_stock
+    fast = settings_from_flags(fast=True)
+    assert fast == speed.FAST and fast.compile and fast.cache == "fbc" and fast.fp8
+    s = settings_from_flags(fast=True, cache="none", fp8=False, compile="none")
+    assert s.is_stock
+    s = settings_from_flags(cache="taylorseer:4", window="1,2,2", compile=True)
+    assert (s.cache, s.threshold, s.window, s.compile) == ("taylorseer", 4, (1, 2, 2), "default")
+    assert settings_from_flags(cache="fbc").threshold == speed.CACHE_DEFAULTS["fbc"]
+    rec = json.loads(json.dumps(s.record()))  # the sidecar's record is plain JSON
+    assert rec["cache_threshold"] == 4 and rec["window"] == [1, 2, 2]
+    assert speed.approximating_levers(s) == {"cache": "taylorseer", "cache_threshold": 4, "window": [1, 2, 2]}
+    for bad, match in [(dict(cache="lru"), "--cache must be one of"), (dict(cache="fbc:x"), "must be a number"),
+                       (dict(cache="fbc:-1"), "positive"), (dict(cache="faster:1.5"), "whole number"),
+                       (dict(window="1,2"), "T,H,W"), (dict(compile="turbo"), "--compile-mode must be")]:
+        with pytest.raises(DreamgenError, match=match) as e:
+            settings_from_flags(**bad)
+        assert "\n" not in str(e.value)
+
+
+def test_compile_is_numerics_only(base, stock_latents):
+    # aot_eager: dynamo + AOT autograd tracing, no C++ toolchain; inductor is exercised on the GPU bench
+    bb, record = with_speed(base, SpeedSettings(compile="default", compile_backend="aot_eager"))
+    assert record["settings"]["compile"] == "default" and not record["skipped"]
+    assert bb.transformer is not base.transformer
+    gate = numerics_gate(latents(bb), stock_latents)
+    assert gate.passed and gate.figures["rel_error"] < 1e-5, gate
+    assert numerics_gate(stock_latents + 0.05 * stock_latents.norm() / stock_latents.numel() ** 0.5 * torch.randn_like(
+        stock_latents), stock_latents).passed is False
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_first_block_cache_skips_blocks_and_stays_close(base, stock_latents, fused):
+    ref = stock_latents if fused else latents(base, fused=False)
+    results = {}
+    for thr in (0.05, 0.5):
+        bb, _ = with_speed(base, SpeedSettings(cache="fbc", cache_threshold=thr))
+        calls = count_block_calls(bb, 1)
+        out = latents(bb, fused)
+        results[thr] = (calls[0], latent_rel_error(out, ref))
+    passes = STEPS * (1 if fused else 2)
+    # a higher threshold skips more of the middle block's calls and moves further from the stock latents
+    assert results[0.5][0] < results[0.05][0] < passes, results
+    assert 0 < results[0.05][1] < results[0.5][1] < 0.2, results
+    again, _ = with_speed(base, SpeedSettings(cache="fbc", cache_threshold=0.05))
+    torch.testing.assert_close(latents(again, fused), latents(again, fused))  # state resets between videos
+
+
+def test_taylorseer_and_fastercache(base, stock_latents):
+    bb, _ = with_speed(base, SpeedSettings(cache="taylorseer", cache_threshold=3))
+    err_t = latent_rel_error(latents(bb), stock_latents)
+    assert 0 < err_t < 0.2
+    bb, _ = with_speed(base, SpeedSettings(cache="faster", cache_threshold=3))
+    batches = []
+    bb.transformer.transformer_blocks[0].register_forward_pre_hook(lambda m, a: batches.append(a[0].shape[0]))
+    err_f = latent_rel_error(latents(bb), stock_latents)
+    assert 0 < err_f < 0.2
+    assert batches.count(1) > 0 and batches.count(2) > 0, batches  # the uncond half is skipped on some steps
+    with pytest.raises(DreamgenError, match="--fused-cfg"):
+        latents(bb, fused=False)
+
+
+def test_mag_cache_calibrates_then_skips(base, stock_latents):
+    bb, _ = with_speed(base, SpeedSettings())
+    ratios = speed.calibrate_mag_ratios(lambda: latents(bb), bb.transformer, STEPS)
+    assert len(ratios) == STEPS and all(r > 0 for r in ratios)
+    assert latent_rel_error(latents(bb), stock_latents) < 1e-6  # calibration hook removed: exact again
+    with pytest.raises(DreamgenError, match="magnitude ratios"):
+        with_speed(base, SpeedSettings(cache="mag"))
+    bb, _ = with_speed(base, SpeedSettings(cache="mag", cache_threshold=0.5, mag_ratios=tuple(ratios)), STEPS)
+    calls = count_block_calls(bb, 1)
+    err = latent_rel_error(latents(bb), stock_latents)
+    assert calls[0] < STEPS and 0 < err < 0.3, (calls, err)
+
+
+def test_window_attention(base, stock_latents):
+    from dreamgen.worldmodel.speed_attention import window_density
+
+    # a window covering the whole 3x4x4 token grid is exactly full attention
+    bb, _ = with_speed(base, SpeedSettings(window=(8, 8, 8)))
+    assert latent_rel_error(latents(bb), stock_latents) < 1e-5
+    bb, _ = with_speed(base, SpeedSettings(window=(0, 1, 1)))
+    assert latent_rel_error(latents(bb), stock_latents) > 1e-4
+    assert window_density((12, 16, 16), (1, 4, 4)) < 0.5  # 3k tokens, 128-token blocks: most are skipped
+
+
+def test_fp8_path(base):
+    s = SpeedSettings(fp8=True)
+    if not torch.cuda.is_available():
+        reason = speed.fp8_unavailable_reason("cpu")
+        print(f"fp8 not run: {reason}")
+        bb, record = with_speed(base, s)
+        assert record["skipped"] == {"fp8": reason} and not any(
+            "float8" in str(p.dtype) for p in bb.transformer.parameters())
+        return
+    pytest.skip("FP8 linears are measured by benchmarks/bench_generate.py on the GPU")  # pragma: no cover
+
+
+def test_dream_gate_verdicts():
+    rng = np.random.default_rng(0)
+    vids = [rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8) for _ in range(40)]
+    near = [np.clip(v.astype(int) + rng.integers(-2, 3, v.shape), 0, 255).astype(np.uint8) for v in vids]
+    far = [rng.integers(0, 255, v.shape, dtype=np.uint8) for v in vids]
+    ins = ["x"] * 40
+    half = iter([True, False] * 80)
+    ok = dream_gate(vids, near, ins, judge=lambda v, i: next(half))
+    assert ok.passed and ok.figures["psnr_mean"] > 40 and ok.figures["stock_pass_rate"] == 0.5
+    assert "PSNR" in dream_gate(vids, far, ins, judge=lambda v, i: True).reason
+    judged = dream_gate(vids, near, ins, judge=lambda v, i: v is not None and any(v is s for s in vids))
+    assert not judged.passed and "outside" in judged.reason  # stock all pass, fast none
+    assert "needs >= 32" in dream_gate(vids[:4], near[:4], ins[:4], judge=lambda v, i: True).reason
+
+
+def test_run_dream_gate_on_toy_model(base):
+    items = [(moving_square(k % 2)[0], "pick up the red cube and place it on the plate") for k in range(2)]
+    exact = run_dream_gate(base, SpeedSettings(), items, steps=2, num_frames=5, min_videos=2)
+    assert exact.passed and exact.figures["psnr_mean"] == 100.0
+    cached = run_dream_gate(base, SpeedSettings(cache="fbc", cache_threshold=5.0), items, steps=4,
+                            num_frames=5, min_videos=2)
+    assert cached.figures["psnr_mean"] < 100.0 and cached.figures["levers"]["settings"]["cache"] == "fbc"
