@@ -167,3 +167,34 @@ def test_run_dream_gate_on_toy_model(base):
     cached = run_dream_gate(base, SpeedSettings(cache="fbc", cache_threshold=5.0), items, steps=4,
                             num_frames=5, min_videos=2)
     assert cached.figures["psnr_mean"] < 100.0 and cached.figures["levers"]["settings"]["cache"] == "fbc"
+
+
+def test_generate_fast_records_levers_and_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamgen.cli import app
+    from dreamgen.jobs import ResumeMismatchError
+    from dreamgen.worldmodel.generate import GenerateConfig, generate_videos
+
+    torch.manual_seed(0)
+    Cosmos2Backbone.build(tiny_preset(transformer={**TINY["transformer"], "num_layers": 3})).save(tmp_path / "m")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(moving_square(0)[0]).save(tmp_path / "in" / "f.png")
+    (tmp_path / "in" / "f.txt").write_text("move the red cube")
+    base = dict(model=str(tmp_path / "m"), inputs=str(tmp_path / "in"), num_steps=2, num_frames=5)
+    # --fast minus compile (the CPU has no time for inductor here): first-block cache on, FP8 skipped on CPU
+    out = generate_videos(GenerateConfig(output_dir=str(tmp_path / "d"), fast=True, compile_mode="none", **base))
+    side = json.loads(out[0].with_suffix(".json").read_text())["speed"]
+    assert side["settings"]["cache"] == "fbc" and side["settings"]["fp8"] and side["settings"]["compile"] is None
+    assert "fp8" in side["skipped"] and side["fused_cfg"] is True
+    # approximating levers are part of the job: a stock rerun into the same folder is refused
+    with pytest.raises(ResumeMismatchError, match="approximating_levers"):
+        generate_videos(GenerateConfig(output_dir=str(tmp_path / "d"), **base))
+    stock = generate_videos(GenerateConfig(output_dir=str(tmp_path / "s"), **base))
+    rec = json.loads(stock[0].with_suffix(".json").read_text())["speed"]["settings"]
+    assert rec == SpeedSettings().record()
+    res = CliRunner().invoke(app, ["generate", "--help"], terminal_width=200)
+    assert "--fast" in res.output and "--cache" in res.output and "--fp8" in res.output
+    res = CliRunner().invoke(app, ["generate", base["model"], base["inputs"], str(tmp_path / "c"), "--cache", "lru"])
+    assert isinstance(res.exception, DreamgenError) and "--cache must be one of" in str(res.exception)
+    assert "\n" not in str(res.exception) and not (tmp_path / "c").exists()  # refused before any model loads
