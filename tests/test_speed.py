@@ -198,3 +198,14 @@ def test_generate_fast_records_levers_and_cli(tmp_path):
     res = CliRunner().invoke(app, ["generate", base["model"], base["inputs"], str(tmp_path / "c"), "--cache", "lru"])
     assert isinstance(res.exception, DreamgenError) and "--cache must be one of" in str(res.exception)
     assert "\n" not in str(res.exception) and not (tmp_path / "c").exists()  # refused before any model loads
+
+
+def test_wan_i2v_bench_runs_at_toy_size():
+    import benchmarks.bench_wan as bench_wan
+
+    rows = bench_wan.main(["--tiny", "--device", "cpu", "--timed-steps", "3", "--steps", "4",
+                           "--compile-backend", "aot_eager"])
+    assert [r["variant"] for r in rows] == ["stock", "ours+compile", "ours+compile+fp8"]
+    assert all(r["s_per_video"] > 0 for r in rows) and rows[0]["rel_error"] == 0.0
+    assert all(r["rel_error"] < 1e-2 for r in rows)  # compile passes the numerics gate on Wan too
+    assert "fp8" in rows[2]["skipped"] or torch.cuda.is_available()

@@ -205,7 +205,7 @@ def quantize_fp8(transformer: torch.nn.Module) -> None:
         raise DreamgenError("--fp8 needs torchao: pip install 'dreamgen[fast]'") from None
 
     def in_blocks(mod: torch.nn.Module, name: str) -> bool:
-        return (isinstance(mod, torch.nn.Linear) and ".transformer_blocks." in f".{name}"
+        return (isinstance(mod, torch.nn.Linear) and (".transformer_blocks." in f".{name}" or ".blocks." in f".{name}")
                 and mod.in_features % 16 == 0 and mod.out_features % 16 == 0)
 
     quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=in_blocks)
