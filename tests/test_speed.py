@@ -209,3 +209,15 @@ def test_wan_i2v_bench_runs_at_toy_size():
     assert all(r["s_per_video"] > 0 for r in rows) and rows[0]["rel_error"] == 0.0
     assert all(r["rel_error"] < 1e-2 for r in rows)  # compile passes the numerics gate on Wan too
     assert "fp8" in rows[2]["skipped"] or torch.cuda.is_available()
+
+
+def test_bench_generate_lever_variants_at_toy_size(tmp_path, capsys):
+    import benchmarks.bench_generate as bench
+
+    bench.main(["--preset", "toy", "--device", "cpu", "--height", "16", "--width", "16", "--frames", "5",
+                "--steps", "2", "--repeats", "1", "--compile-backend", "aot_eager",
+                "--variants", "stock,ours,ours+compile,ours+fbc,ours+faster,ours+fp8,ours+fast"])
+    table = capsys.readouterr().out
+    for v in ("stock", "ours+compile", "ours+fbc", "ours+faster", "ours+fp8", "ours+fast"):
+        assert f"| {v} |" in table
+    assert "FP8 linears need" in table or torch.cuda.is_available()
