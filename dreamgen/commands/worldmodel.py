@@ -106,14 +106,28 @@ def generate_cmd(
     precision: str = typer.Option("auto", "--precision", "--dtype", help=precision_help(*PRECISIONS),
                                    callback=precision_choice(*PRECISIONS)),
     fused_cfg: bool = typer.Option(True, "--fused-cfg/--no-fused-cfg", help="Guidance passes in one batch."),
-    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer."),
+    fast: bool = typer.Option(False, "--fast", help="The fast stack: torch.compile (max-autotune-no-cudagraphs) "
+                              "+ first-block step cache (fbc:0.05) + FP8 linears (torchao, `pip install "
+                              "dreamgen[fast]`; CUDA >= sm89 only, skipped elsewhere). The options below override "
+                              "its parts, e.g. --fast --cache none. The sidecar JSON records the levers used."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer (mode default)."),
+    compile_mode: str = typer.Option(None, "--compile-mode", help="default | max-autotune-no-cudagraphs | "
+                                     "max-autotune | reduce-overhead | none."),
+    cache: str = typer.Option(None, "--cache", help="Step cache (diffusers hooks), KIND[:THRESHOLD]: fbc[:0.05] "
+                              "(first-block cache) | taylorseer[:3] | faster[:3] (FasterCache: approximates the "
+                              "unconditional pass) | none. Approximate: see docs/worldmodel.md for the gates."),
+    fp8: bool = typer.Option(None, "--fp8/--no-fp8", help="FP8 linear layers via torchao (approximate)."),
     attention_backend: str = typer.Option(None, "--attention-backend", help="diffusers attention backend, "
                                           "e.g. _native_cudnn, flash."),
+    attention_window: str = typer.Option(None, "--attention-window", help="T,H,W: block-sparse local "
+                                         "self-attention (flex) within T latent frames / H x W patches, plus the "
+                                         "first frame (Cosmos2; approximate; use with --compile-mode)."),
     limit: int = typer.Option(None, "--limit", help="Only the first N videos.", callback=at_least(1)),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard dreams made with other settings in "
                                    "OUTPUT_DIR and start fresh (a rerun otherwise refuses them)."),
 ) -> None:
-    """Dream robot videos from (first frame, instruction) pairs."""
+    """Dream robot videos from (first frame, instruction) pairs. Faster: --fast (compile + step cache +
+    FP8 on GPU), or the single levers --compile-mode / --cache / --fp8 / --attention-window."""
     from dreamgen.io import check_output_location
     from dreamgen.worldmodel.generate import GenerateConfig, generate_videos
 
@@ -125,6 +139,7 @@ def generate_cmd(
         resolution=_size(resolution), videos_per_prompt=videos_per_prompt, prompt_prefix=prompt_prefix,
         shard=shard, disable_guardrail=disable_guardrail, device=device, dtype=precision, fused_cfg=fused_cfg,
         compile=compile_model, attention_backend=attention_backend, limit=limit, overwrite=overwrite,
+        fast=fast, compile_mode=compile_mode, cache=cache, fp8=fp8, attention_window=attention_window,
     )
     written = generate_videos(cfg)
     typer.echo(f"{len(written)} videos written to {output_dir}")

@@ -28,6 +28,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_video2world import (
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 from dreamgen.errors import DreamgenError
+from dreamgen.worldmodel import speed
 from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
@@ -137,17 +138,8 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
         dtype = self.transformer.dtype
         do_cfg = guidance_scale > 1.0
         self.check_inputs(prompt if prompt_embeds is None else None, height, width, prompt_embeds)
-        if self.safety_checker is not None and prompt is not None:
-            self.safety_checker.to(device)
-            if not self.safety_checker.check_text_safety(prompt):
-                raise DreamgenError(f"Cosmos guardrail rejected the prompt {prompt!r}")
-            self.safety_checker.to("cpu")
-
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt=prompt if prompt_embeds is None else None, negative_prompt=negative_prompt,
-            do_classifier_free_guidance=do_cfg, prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds, device=device, max_sequence_length=max_sequence_length,
-        )
+        prompt_embeds, negative_prompt_embeds = self._checked_prompt_embeds(
+            prompt, negative_prompt, do_cfg, prompt_embeds, negative_prompt_embeds, device, max_sequence_length)
         sigmas = torch.linspace(0, 1, num_inference_steps, dtype=torch.float64)
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, device=device, sigmas=sigmas)
         if self.scheduler.config.final_sigmas_type == "sigma_min":
@@ -160,22 +152,33 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
         cond_mask = cond_mask.to(dtype)
         padding_mask = latents.new_zeros(1, 1, height, width, dtype=dtype)
         t_cond = SIGMA_CONDITIONING / (SIGMA_CONDITIONING + 1)
+        # FasterCache (speed.py) expects the CFG batch as [uncond, cond]; our default order is [cond, uncond]
+        uncond_first = speed.cache_kind(self.transformer) == "faster"
+        if uncond_first and not (do_cfg and fused_cfg):
+            raise DreamgenError("--cache faster skips the unconditional half of a fused CFG batch: it needs "
+                                "guidance > 1 and --fused-cfg")
         if do_cfg and fused_cfg:
-            text = torch.cat([prompt_embeds, negative_prompt_embeds]).to(dtype)
+            pair = [negative_prompt_embeds, prompt_embeds] if uncond_first else [prompt_embeds, negative_prompt_embeds]
+            text = torch.cat(pair).to(dtype)
             mask_in = torch.cat([cond_mask, cond_mask])
+        speed.reset_cache(self.transformer)
         for i, t in enumerate(self.progress_bar(timesteps)):
             sigma = self.scheduler.sigmas[i]
             cur_t = sigma / (sigma + 1)
             x_in = (cond_ind * cond_latents + (1 - cond_ind) * latents * (1 - cur_t)).to(dtype)
             t_in = (cond_ind * t_cond + (1 - cond_ind) * cur_t).to(dtype)
+            step = dict(step=i, num_steps=len(timesteps), t=float(cur_t))
             if do_cfg and fused_cfg:
-                v = self.transformer(hidden_states=torch.cat([x_in, x_in]), timestep=torch.cat([t_in, t_in]),
-                                     encoder_hidden_states=text, fps=fps, condition_mask=mask_in,
-                                     padding_mask=padding_mask, return_dict=False)[0]
+                with speed.step_context(self.transformer, "cfg", **step):
+                    v = self.transformer(hidden_states=torch.cat([x_in, x_in]), timestep=torch.cat([t_in, t_in]),
+                                         encoder_hidden_states=text, fps=fps, condition_mask=mask_in,
+                                         padding_mask=padding_mask, return_dict=False)[0]
                 v_cond, v_uncond = v.float().chunk(2)
+                if uncond_first:
+                    v_cond, v_uncond = v_uncond, v_cond
             else:
                 v_cond, v_uncond = self._velocities(x_in, t_in, fps, cond_mask, padding_mask, prompt_embeds.to(dtype),
-                                                    negative_prompt_embeds.to(dtype) if do_cfg else None)
+                                                    negative_prompt_embeds.to(dtype) if do_cfg else None, step)
             # x0 predictions (the stock pipeline rounds them to the transformer dtype; we keep float32)
             x0 = (1 - cur_t) * latents - cur_t * v_cond
             x0 = cond_ind * cond_latents + (1 - cond_ind) * x0
@@ -189,13 +192,31 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
             return latents
         return self._decode(latents, device)
 
-    def _velocities(self, x_in, t_in, fps, cond_mask, padding_mask, text, negative_text):
-        """Unfused guidance: the conditional and (with `negative_text`) unconditional velocity, float32."""
+    def _checked_prompt_embeds(self, prompt, negative_prompt, do_cfg, prompt_embeds, negative_prompt_embeds,
+                               device, max_sequence_length):
+        """The guardrail's text check (when it is on), then the (positive, negative) prompt embeddings."""
+        if self.safety_checker is not None and prompt is not None:
+            self.safety_checker.to(device)
+            if not self.safety_checker.check_text_safety(prompt):
+                raise DreamgenError(f"Cosmos guardrail rejected the prompt {prompt!r}")
+            self.safety_checker.to("cpu")
+        return self.encode_prompt(
+            prompt=prompt if prompt_embeds is None else None, negative_prompt=negative_prompt,
+            do_classifier_free_guidance=do_cfg, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, device=device, max_sequence_length=max_sequence_length,
+        )
+
+    def _velocities(self, x_in, t_in, fps, cond_mask, padding_mask, text, negative_text, step):
+        """Unfused guidance: the conditional and (with `negative_text`) unconditional velocity, float32.
+        Each pass has its own cache context, so a step cache compares cond with cond, uncond with uncond."""
         kw = dict(hidden_states=x_in, timestep=t_in, fps=fps, condition_mask=cond_mask,
                   padding_mask=padding_mask, return_dict=False)
-        v_cond = self.transformer(encoder_hidden_states=text, **kw)[0].float()
-        v_uncond = self.transformer(encoder_hidden_states=negative_text, **kw)[0].float() if negative_text is not None else None
-        return v_cond, v_uncond
+        with speed.step_context(self.transformer, "cond", **step):
+            v_cond = self.transformer(encoder_hidden_states=text, **kw)[0].float()
+        if negative_text is None:
+            return v_cond, None
+        with speed.step_context(self.transformer, "uncond", **step):
+            return v_cond, self.transformer(encoder_hidden_states=negative_text, **kw)[0].float()
 
     def _decode(self, latents: torch.Tensor, device: Any) -> np.ndarray:
         """Denormalised latents -> uint8 (T, H, W, 3) frames, through the video guardrail when it is on."""

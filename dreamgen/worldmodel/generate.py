@@ -31,6 +31,7 @@ from dreamgen.io import atomic_write_json, clean_stale_partials_in
 from dreamgen.jobs import check_job
 from dreamgen.naming import dream_filename, instruction_to_stem
 from dreamgen.worldmodel.data import fit_frames
+from dreamgen.worldmodel.speed import SpeedSettings, apply_speed, approximating_levers, settings_from_flags
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,19 @@ class GenerateConfig:
     device: str | None = None
     dtype: str = "auto"  # auto (bf16 on GPU) | bf16 | fp16 | fp32
     fused_cfg: bool = True
-    compile: bool = False
+    compile: bool = False  # torch.compile (mode "default"); compile_mode picks another
     attention_backend: str | None = None  # diffusers attention dispatcher name, e.g. "_native_cudnn", "flash"
+    fast: bool = False  # the documented speed stack (speed.FAST); the options below override it
+    compile_mode: str | None = None  # default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead | none
+    cache: str | None = None  # fbc | taylorseer | faster | mag, optionally KIND:THRESHOLD; none = off
+    fp8: bool | None = None  # FP8 linears through torchao (CUDA, compute capability >= 8.9)
+    attention_window: str | None = None  # "T,H,W": block-sparse local self-attention (flex)
     limit: int | None = None
     overwrite: bool = False  # discard earlier dreams in output_dir made with other settings
 
 
-# the settings that decide what a dream looks like (device, dtype, sharding, compile: speed only)
+# the settings that decide what a dream looks like (device, dtype, sharding, compile: speed only; the
+# approximating speed levers are added by `check_generate_job` when on)
 JOB_SETTINGS = ("preset", "lora", "seed", "num_steps", "guidance", "negative_prompt", "num_frames", "fps",
                 "resolution", "videos_per_prompt", "prompt_prefix", "disable_guardrail")
 
@@ -200,7 +207,6 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
                                     torch_dtype=_dtype(cfg.dtype, device))
         meta = (read_model_meta(cfg.model) or {}) if Path(cfg.model).is_dir() else {}
     preset = backbone.preset
-    _apply_speed_options(backbone, cfg)
     backbone.pipe.set_progress_bar_config(disable=True)  # one bar per video below, not one per denoising step
     height, width = cfg.resolution or preset.resolution
     num_frames = cfg.num_frames or preset.num_frames
@@ -210,6 +216,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
     steps = cfg.num_steps or preset.num_inference_steps
     guidance = preset.guidance_scale if cfg.guidance is None else cfg.guidance
     prefix = cfg.prompt_prefix if cfg.prompt_prefix is not None else meta.get("prompt_prefix", "")
+    levers = apply_speed(backbone.transformer, speed_settings(cfg), steps)
     check_generate_job(cfg, items, out)  # records the settings (on --overwrite: after clearing old dreams)
     clean_stale_partials_in(out)  # half-written videos of a killed run
     written: list[Path] = []
@@ -232,6 +239,7 @@ def generate_videos(cfg: GenerateConfig, backbone: Any = None) -> list[Path]:
         write_video(video_path, frames, fps)
         sidecar = _sidecar(cfg, backbone, item, prompt=prompt, seed=seed, lora=lora_used, steps=steps,
                            guidance=guidance, fps=fps, num_frames=num_frames, size=(height, width))
+        sidecar["speed"] = {**levers, "fused_cfg": cfg.fused_cfg}  # the levers this dream was made with
         atomic_write_json(video_path.with_suffix(".json"), sidecar)
         written.append(video_path)
         bar.set_postfix(videos_per_hour=f"{len(written) / max(time.time() - t0, 1e-6) * 3600:.0f}")
@@ -261,6 +269,9 @@ def check_generate_job(cfg: GenerateConfig, items: list[GenerateItem], out: Path
     model = Path(cfg.model).resolve() if Path(cfg.model).exists() else cfg.model
     settings = {"model": str(model), **{k: getattr(cfg, k) for k in JOB_SETTINGS},
                 "inputs": [[str(Path(it.image).resolve()), it.instruction] for it in items]}
+    approx = approximating_levers(speed_settings(cfg))
+    if approx:  # levers that change the dreams are part of the job (absent when off: older runs resume)
+        settings["approximating_levers"] = approx
     has_results = out.is_dir() and any(_DREAM_FILE.match(p.name) for p in out.iterdir())
     check_job(out, "generate", settings, overwrite=cfg.overwrite, has_results=has_results,
               clear=lambda: _clear_dreams(out), record=record)
@@ -282,15 +293,11 @@ def _done(out: Path, i: int, instruction: str) -> bool:
     return video.is_file() and video.with_suffix(".json").is_file()
 
 
-def _apply_speed_options(backbone: Any, cfg: GenerateConfig) -> None:
-    if cfg.attention_backend:
-        try:
-            backbone.transformer.set_attention_backend(cfg.attention_backend)
-        except Exception as exc:
-            raise DreamgenError(f"--attention-backend {cfg.attention_backend!r} is unavailable here ({exc})") from None
-    if cfg.compile and not getattr(backbone, "_compiled", False):
-        backbone.transformer.compile(dynamic=False)
-        backbone._compiled = True
+def speed_settings(cfg: GenerateConfig) -> SpeedSettings:
+    """The speed levers a GenerateConfig asks for (`--fast` and the single-lever options)."""
+    compile_opt: bool | str | None = cfg.compile_mode or (True if cfg.compile else None)
+    return settings_from_flags(fast=cfg.fast, compile=compile_opt, cache=cfg.cache, fp8=cfg.fp8,
+                               attention_backend=cfg.attention_backend, window=cfg.attention_window)
 
 
 def config_dict(cfg: GenerateConfig) -> dict[str, Any]:

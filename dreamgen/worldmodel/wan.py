@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dreamgen.errors import DreamgenError
+from dreamgen.worldmodel import speed
 from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 
@@ -103,6 +104,7 @@ class WanI2VBackbone(Backbone):
         from PIL import Image
 
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        speed.reset_cache(self.transformer)  # a step cache (speed.py) starts each video afresh
         out = self.pipe(image=Image.fromarray(image), prompt=prompt,
                         negative_prompt=self.preset.negative_prompt if negative_prompt is None else negative_prompt,
                         height=height or image.shape[0], width=width or image.shape[1], num_frames=num_frames,

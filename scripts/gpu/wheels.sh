@@ -14,4 +14,5 @@ dl .whla $(pins lerobot diffusers datasets draccus gymnasium termcolor dill mult
   farama-notifications typing-inspect mypy-extensions jsonlines)
 dl .whlb $(pins mujoco glfw pyopengl)
 dl .whlc $(pins av)
-du -sh .whla .whlb .whlc
+dl .whld "torchao>=0.13"   # FP8 linears (dreamgen[fast]); pick the release matching the GPU image's torch
+du -sh .whla .whlb .whlc .whld
