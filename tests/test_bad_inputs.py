@@ -55,7 +55,9 @@ def fake_backbone():
                              negative_prompt="", name="fake", guardrail=False)
     sample = lambda image, prompt, num_frames, height, width, **kw: np.zeros((num_frames, height, width, 3),  # noqa: E731
                                                                               np.uint8)
-    return SimpleNamespace(preset=preset, kind="fake", sample=sample)
+    return SimpleNamespace(preset=preset, kind="fake", sample=sample, transformer=torch.nn.Linear(1, 1),
+                           pipe=SimpleNamespace(set_progress_bar_config=lambda **kw: None),
+                           stock_call=lambda *a, **kw: None)
 
 
 def tiny_idm(folder, seed, step=None, max_steps=None, action_dim=2, emb=None, dataset=None):
