@@ -46,6 +46,13 @@ class TrainSettings:
     sigma_scale_by_frames: bool = True
     cond_latent_frames: list[int] = field(default_factory=lambda: [1, 2])
     flow_shift: float = 5.0
+    # autoencoder loss: foreground pixels (worldmodel/foreground.py) weigh 1 + vae_fg_weight (0: plain mean)
+    vae_fg_weight: float = 0.0
+    vae_batch_size: int | None = None  # clips per autoencoder step (None: batch_size)
+    # encode every training clip once after the autoencoder phase (from its first frame) and train the
+    # transformer on those latents, kept on the device: the transformer phase never runs the VAE
+    precompute_latents: bool = False
+    gradient_checkpointing: bool | None = None  # None: on for GPU (the command's flag wins)
 
 
 @dataclass
