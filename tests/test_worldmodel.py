@@ -164,7 +164,9 @@ def test_full_finetune_save_load_and_resume(work):
     # a run that died before its final save continues from its last checkpoint
     (out / "dreamgen_wm.json").unlink()
     shutil.rmtree(out / "model")
-    ft(work, "full", mode="full", pretrained=str(work / "base"), steps=3, save_every=1, resume=True)
+    with pytest.raises(DreamgenError, match="train.lr"):  # the resume rule: other settings refuse, named
+        ft(work, "full", mode="full", pretrained=str(work / "base"), steps=3, save_every=1, resume=True)
+    ft(work, "full", mode="full", pretrained=str(work / "base"), steps=3, save_every=1, lr=1e-3, resume=True)
     rows = (out / "loss.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]
     assert (out / "model" / "model_index.json").is_file()

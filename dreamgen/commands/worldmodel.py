@@ -60,13 +60,19 @@ def finetune_wm_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTPUT_DIR."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option(None, "--device", help="cuda | cpu (default: cuda if available)."),
+    extra_data: list[Path] = typer.Option([], "--extra-data", help="Another training source (repeatable), "
+                                          "trained on together with DATA (e.g. a prior of other arms)."),
+    vae_minutes: float = typer.Option(None, "--vae-minutes", help="Wall-time budget of the autoencoder phase.",
+                                      callback=in_range(0, 1e6, lo_open=True)),
+    minutes: float = typer.Option(None, "--minutes", help="Wall-time budget of the transformer phase (it saves "
+                                  "and finishes early).", callback=in_range(0, 1e6, lo_open=True)),
 ) -> None:
     """Fine-tune a video world model on one robot's videos (LoRA or full), or train the toy one from
     scratch. Multi-GPU: `accelerate launch -m dreamgen.cli finetune-wm ...`."""
     from dreamgen.io import check_output_location
     from dreamgen.worldmodel.finetune import FinetuneConfig, finetune_world_model
 
-    check_output_location(output_dir, "OUTPUT_DIR", {"DATA": data})
+    check_output_location(output_dir, "OUTPUT_DIR", {"DATA": data, **{f"--extra-data {p}": p for p in extra_data}})
     cfg = FinetuneConfig(
         data=str(data), output_dir=str(output_dir), preset=preset, embodiment=embodiment, mode=mode, init=init,
         pretrained=pretrained, lora_rank=lora_rank, lora_alpha=lora_alpha,
@@ -75,7 +81,8 @@ def finetune_wm_cmd(
         num_frames=num_frames, resolution=_size(resolution), frame_stride=frame_stride, video_key=video_key,
         mixed_precision="no" if precision == "fp32" else precision,
         gradient_checkpointing=gradient_checkpointing, save_every=save_every,
-        resume=resume, seed=seed, device=device, command=shlex.join(["dreamgen", *sys.argv[1:]]),
+        resume=resume, seed=seed, device=device, extra_data=[str(p) for p in extra_data], vae_minutes=vae_minutes,
+        minutes=minutes, command=shlex.join(["dreamgen", *sys.argv[1:]]),
     )
     out = finetune_world_model(cfg)
     typer.echo(f"world model written to {out}")

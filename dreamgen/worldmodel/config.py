@@ -49,6 +49,13 @@ class TrainSettings:
     # Cosmos-Predict2.5: the timestep the transformer sees on clean conditioning frames (the diffusers
     # pipeline's 1e-4); negative: the noisy frames' timestep, as upstream pretraining did
     cond_frame_timestep: float = 0.0001
+    # autoencoder loss: foreground pixels (worldmodel/foreground.py) weigh 1 + vae_fg_weight (0: plain mean)
+    vae_fg_weight: float = 0.0
+    vae_batch_size: int | None = None  # clips per autoencoder step (None: batch_size)
+    # encode every training clip once after the autoencoder phase (from its first frame) and train the
+    # transformer on those latents, kept on the device: the transformer phase never runs the VAE
+    precompute_latents: bool = False
+    gradient_checkpointing: bool | None = None  # None: on for GPU (the command's flag wins)
 
 
 @dataclass

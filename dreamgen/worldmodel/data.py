@@ -143,3 +143,40 @@ class WorldModelClips:
             clips.append(self.clip(i, start))
             prompts.append(self.prompt(i))
         return torch.from_numpy(np.stack(clips)), prompts
+
+
+class ConcatClips:
+    """Several `WorldModelClips` sources as one (same interface): e.g. a prior of other arms plus the
+    target robot's own videos. Items are numbered source by source; `sample` is uniform over all items."""
+
+    def __init__(self, parts: list[WorldModelClips]):
+        if not parts:
+            raise DatasetError("no training data sources")
+        self.parts = parts
+        self.num_frames, self.height, self.width = parts[0].num_frames, parts[0].height, parts[0].width
+        self.items = [it for p in parts for it in p.items]
+        self._where = [(p, i) for p in parts for i in range(len(p))]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def prompt(self, i: int) -> str:
+        part, j = self._where[i]
+        return part.prompt(j)
+
+    def video(self, i: int) -> np.ndarray:
+        part, j = self._where[i]
+        return part.video(j)
+
+    def clip(self, i: int, start: int = 0) -> np.ndarray:
+        part, j = self._where[i]
+        return part.clip(j, start)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, list[str]]:
+        clips, prompts = [], []
+        for _ in range(batch_size):
+            part, j = self._where[int(rng.integers(len(self._where)))]
+            n = len(part.video(j))
+            clips.append(part.clip(j, int(rng.integers(max(1, n - part.span + 1)))))
+            prompts.append(part.prompt(j))
+        return torch.from_numpy(np.stack(clips)), prompts

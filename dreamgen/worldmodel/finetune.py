@@ -9,8 +9,8 @@ Output folder (self-contained):
   config.json  command.txt  embodiment/  loss.csv  loss.png
   checkpoints/step_XXXXXXX/         trainable weights + optimizer + state, every `save_every` steps
 
-Read top to bottom: helpers (`_resolve_preset`, `_setup`), then the two phases, each one loop around a
-`*_train_step`, then the final artefacts. Checkpoint and loss-log files are in checkpoints.py.
+Read top to bottom: helpers (`_resolve_preset`, `_setup`), then the two phases (the autoencoder's in
+autoencoder.py), each one loop around a `*_train_step`, then the final artefacts. Checkpoint and loss-log files are in checkpoints.py.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from dreamgen.errors import DreamgenError, OutputExistsError
 from dreamgen.io import atomic_write_text
+from dreamgen.worldmodel.autoencoder import out_of_time, progress, train_autoencoder
 from dreamgen.worldmodel.backbone import MODEL_META, Backbone
 from dreamgen.worldmodel.backbones import backbone_class
 from dreamgen.worldmodel.checkpoints import (
@@ -42,7 +42,8 @@ from dreamgen.worldmodel.checkpoints import (
     write_loss,
 )
 from dreamgen.worldmodel.config import WorldModelPreset, load_preset
-from dreamgen.worldmodel.data import WorldModelClips
+from dreamgen.worldmodel.data import ConcatClips, WorldModelClips
+from dreamgen.worldmodel.latents import LatentBank
 from dreamgen.worldmodel.loading import LORA_FILE, resolve_model
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class FinetuneConfig:
     max_videos: int | None = None
     command: str | None = None
     preset_overrides: dict[str, Any] = field(default_factory=dict)  # tests: tiny architectures
+    extra_data: list[str] = field(default_factory=list)  # more sources, trained on together with `data`
+    vae_minutes: float | None = None  # wall-time budget of the autoencoder phase (then it moves on)
+    minutes: float | None = None  # wall-time budget of the transformer phase (then it saves and finishes)
 
 
 def finetune_world_model(cfg: FinetuneConfig) -> Path:
@@ -120,10 +124,11 @@ class _Run:
     on_gpu: bool
     rng: np.random.Generator
     gen: torch.Generator
-    clips: WorldModelClips
+    clips: WorldModelClips | ConcatClips
     backbone: Backbone
     base_folder: Path | None
     log_rows: list[dict[str, Any]] = field(default_factory=list)
+    steps_done: int = 0  # transformer steps actually trained (a time budget may stop short of train.steps)
 
     @property
     def ckpt_root(self) -> Path:
@@ -176,6 +181,33 @@ def _load_backbone(cfg: FinetuneConfig, preset: WorldModelPreset, precision: str
     return backbone_class(preset.backbone).load(base_folder, preset, torch_dtype=weight_dtype), base_folder
 
 
+# settings a resumed run may change: how long it trains and where/how often it reports
+_RESUME_FREE = {"steps", "vae_steps", "resume", "command", "save_every", "keep_checkpoints", "log_every", "device",
+                "vae_minutes", "minutes"}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_resume(out: Path, cfg: FinetuneConfig, preset: WorldModelPreset) -> None:
+    """The resume rule (DESIGN §10): a run continued with other settings that shape its output refuses,
+    naming them, instead of silently mixing two recipes."""
+    old_file = out / "config.json"
+    if not old_file.is_file():
+        return
+    old = _flat(json.loads(old_file.read_text()))
+    new = _flat(json.loads(json.dumps({"finetune": asdict(cfg), "preset": preset.to_dict()}, default=str)))
+    changed = sorted(k for k in set(old) | set(new) if k.rsplit(".", 1)[-1] not in _RESUME_FREE
+                     and old.get(k) != new.get(k))
+    if changed:
+        raise DreamgenError(f"{out}: cannot --resume with other settings than the run was started with: "
+                            f"{', '.join(changed)} differ (start a new output folder)")
+
+
 def _setup(cfg: FinetuneConfig) -> _Run:
     from accelerate.utils import set_seed
 
@@ -187,6 +219,8 @@ def _setup(cfg: FinetuneConfig) -> _Run:
         raise OutputExistsError(f"{out}: output folder exists and is not empty (use --resume to continue it)")
     if (out / MODEL_META).is_file():
         raise OutputExistsError(f"{out}: training already finished here")
+    if cfg.resume:
+        _check_resume(out, cfg, preset)
 
     on_gpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     precision = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if on_gpu else "no")
@@ -196,11 +230,13 @@ def _setup(cfg: FinetuneConfig) -> _Run:
     rng = np.random.default_rng(cfg.seed + 1000 * accelerator.process_index)
     gen = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
 
-    clips = WorldModelClips(cfg.data, preset.num_frames, *preset.resolution,
-                            video_key=cfg.video_key or (embodiment.video_key if embodiment else None),
-                            prompt_prefix=embodiment.prompt_prefix if embodiment else "",
-                            frame_stride=cfg.frame_stride, max_items=cfg.max_videos)
-    log.info("training data: %d videos from %s", len(clips), cfg.data)
+    parts = [WorldModelClips(src, preset.num_frames, *preset.resolution,
+                             video_key=cfg.video_key or (embodiment.video_key if embodiment else None),
+                             prompt_prefix=embodiment.prompt_prefix if embodiment else "",
+                             frame_stride=cfg.frame_stride, max_items=cfg.max_videos, cache_bytes=8 << 30)
+             for src in [cfg.data, *cfg.extra_data]]
+    clips = parts[0] if len(parts) == 1 else ConcatClips(parts)
+    log.info("training data: %d videos from %s", len(clips), ", ".join([cfg.data, *cfg.extra_data]))
 
     backbone, base_folder = _load_backbone(cfg, preset, precision)
     pipe = backbone.pipe
@@ -217,67 +253,6 @@ def _setup(cfg: FinetuneConfig) -> _Run:
         if embodiment is not None:
             embodiment.save(out / "embodiment")
     return _Run(cfg, preset, embodiment, out, accelerator, on_gpu, rng, gen, clips, backbone, base_folder)
-
-
-# ---- phase 1 (scratch only): the autoencoder ----------------------------------------------------
-
-
-def vae_train_step(run: _Run, vae_model: Any, opt: Any) -> torch.Tensor:
-    train = run.preset.train
-    video, _ = run.clips.sample(run.rng, int(train.batch_size))
-    # The autoencoder is convolutional in time: short sub-clips (1 + 4k frames) teach it as well
-    # as whole clips at a fraction of the cost (the whole clip costs minutes per step on a CPU).
-    k = min(int(train.vae_clip_frames or video.shape[1]), video.shape[1])
-    t0_clip = int(run.rng.integers(video.shape[1] - k + 1))
-    video = video[:, t0_clip:t0_clip + k]
-    acc = run.accelerator
-    with acc.accumulate(vae_model):
-        with acc.autocast():
-            loss = vae_model(video.to(acc.device), float(train.vae_kl_weight))
-        acc.backward(loss)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return loss
-
-
-def train_autoencoder(run: _Run, state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Train the VAE from scratch (or restore it and its latent statistics from the checkpoint); returns the
-    checkpoint state to continue from."""
-    cfg, pipe, acc = run.cfg, run.backbone.pipe, run.accelerator
-    vae_steps = int(run.preset.train.vae_steps) if cfg.init == "scratch" else 0
-    vae_start = 0
-    if state and (state["stage"] == "transformer" or vae_steps):
-        vae_path = Path(state["path"]) / "vae.safetensors"
-        if vae_path.is_file():
-            pipe.vae.load_state_dict(load_file(str(vae_path)))
-        if state.get("latents_mean"):
-            pipe.vae.register_to_config(latents_mean=state["latents_mean"], latents_std=state["latents_std"])
-        vae_start = state["step"] if state["stage"] == "vae" else vae_steps
-    if vae_start >= vae_steps:
-        return state
-    vae = pipe.vae
-    vae.requires_grad_(True).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=float(run.preset.train.vae_lr), weight_decay=0.0)
-    if state and state["stage"] == "vae":
-        opt.load_state_dict(torch.load(Path(state["path"]) / "optimizer.pt", weights_only=True))
-    vae_model, opt = acc.prepare(_VAELoss(vae), opt)
-    t0 = time.time()
-    for step in _progress(range(vae_start, vae_steps), vae_steps, vae_start, "autoencoder", acc.is_main_process):
-        loss = vae_train_step(run, vae_model, opt)
-        log_loss(run.log_rows, step + 1, "vae", loss, opt, t0, cfg.log_every, vae_steps)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < vae_steps:
-            run.save(step + 1, "vae", opt, None, vae_too=True)
-    vae = acc.unwrap_model(vae_model).vae
-    vae.requires_grad_(False).eval()
-    pipe.register_modules(vae=vae)
-    del opt, vae_model
-    if acc.is_main_process:
-        run.save(vae_steps, "vae_done", None, None, vae_too=True,
-                 stats_videos=[run.clips.sample(run.rng, 1)[0] for _ in range(int(run.preset.train.vae_stats_clips))])
-    acc.wait_for_everyone()
-    state = latest_checkpoint(run.ckpt_root)
-    pipe.vae.register_to_config(latents_mean=state["latents_mean"], latents_std=state["latents_std"])
-    return state
 
 
 # ---- phase 2: the transformer --------------------------------------------------------------------
@@ -301,6 +276,8 @@ def _trainable_transformer(run: _Run) -> list[torch.nn.Parameter]:
         transformer.requires_grad_(True)
     transformer.train()
     checkpointing = run.cfg.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = preset.train.gradient_checkpointing
     if checkpointing if checkpointing is not None else run.on_gpu:
         transformer.enable_gradient_checkpointing()
     params = [p for p in transformer.parameters() if p.requires_grad]
@@ -311,11 +288,16 @@ def _trainable_transformer(run: _Run) -> list[torch.nn.Parameter]:
 
 
 def transformer_train_step(run: _Run, model: Any, opt: Any, sched: Any, params: list, empty: torch.Tensor,
-                           prompt_cache: dict[str, torch.Tensor]) -> torch.Tensor:
+                           prompt_cache: dict[str, torch.Tensor], bank: LatentBank | None = None) -> torch.Tensor:
     train, backbone, acc = run.preset.train, run.backbone, run.accelerator
-    video, prompts = run.clips.sample(run.rng, int(train.batch_size))
+    if bank is not None:
+        latents, prompts = bank.sample(run.rng, int(train.batch_size))
+        video = None
+    else:
+        video, prompts = run.clips.sample(run.rng, int(train.batch_size))
     with torch.no_grad():
-        latents = backbone.encode_video(video)
+        if bank is None:
+            latents = backbone.encode_video(video)
         cond = torch.cat([_embed(backbone, p, prompt_cache) if run.rng.random() >= train.text_dropout else empty
                           for p in prompts])
     with acc.accumulate(model):
@@ -349,12 +331,18 @@ def train_transformer(run: _Run, state: dict[str, Any] | None) -> Any:
     steps = int(train.steps)
     empty = run.backbone.dropped_text()  # text dropout target: CFG's unconditional input
     prompt_cache: dict[str, torch.Tensor] = {}
+    bank = LatentBank.encode(run.backbone, run.clips) if train.precompute_latents and start < steps else None
     t0 = time.time()
-    for step in _progress(range(start, steps), steps, start, "transformer", acc.is_main_process):
-        loss = transformer_train_step(run, model, opt, sched, params, empty, prompt_cache)
+    run.steps_done = start
+    for step in progress(range(start, steps), steps, start, "transformer", acc.is_main_process):
+        loss = transformer_train_step(run, model, opt, sched, params, empty, prompt_cache, bank)
+        run.steps_done = step + 1
         log_loss(run.log_rows, step + 1, "transformer", loss, opt, t0, cfg.log_every, steps)
-        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == steps:
+        last = step + 1 == steps or out_of_time(t0, cfg.minutes, "transformer", step + 1, steps)
+        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or last:
             run.save(step + 1, "transformer", opt, transformer, vae_too=cfg.init == "scratch")
+        if last:
+            break
     return model
 
 
@@ -365,7 +353,7 @@ def _write_artifacts(run: _Run, transformer: Any) -> None:
     """The LoRA file or the whole diffusers folder, the loss log and dreamgen_wm.json (written last)."""
     cfg, preset, embodiment, out, pipe = run.cfg, run.preset, run.embodiment, run.out, run.backbone.pipe
     meta = {"backbone": run.backbone.kind, "preset": preset.to_dict(), "mode": cfg.mode, "init": cfg.init,
-            "steps": int(preset.train.steps), "fps": preset.fps, "num_frames": preset.num_frames,
+            "steps": int(run.steps_done or preset.train.steps), "fps": preset.fps, "num_frames": preset.num_frames,
             "resolution": preset.resolution,
             "prompt_prefix": embodiment.prompt_prefix if embodiment else "",
             "embodiment": embodiment.name if embodiment else None,
@@ -395,30 +383,7 @@ def _write_artifacts(run: _Run, transformer: Any) -> None:
     log.info("world model written to %s", out)
 
 
-# ---------------------------------------------------------------------------------------------
-class _VAELoss(torch.nn.Module):
-    """The autoencoder's loss as a forward pass, so DDP (which syncs gradients on forward) can wrap it:
-    L1 + L2 reconstruction of [-1, 1] pixels plus a small KL term."""
-
-    def __init__(self, vae: torch.nn.Module):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, video: torch.Tensor, kl_weight: float) -> torch.Tensor:
-        x = video.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
-        dist = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(dist.sample()).sample
-        rec = torch.nn.functional.l1_loss(recon, x) + torch.nn.functional.mse_loss(recon, x)
-        return rec + kl_weight * dist.kl().mean()
-
-
 def _embed(backbone: Backbone, prompt: str, cache: dict[str, torch.Tensor]) -> torch.Tensor:
     if prompt not in cache:
         cache[prompt] = backbone.encode_prompts([prompt])
     return cache[prompt]
-
-
-def _progress(it, total: int, start: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(it, total=total, initial=start, desc=desc, disable=not enabled, dynamic_ncols=True)
