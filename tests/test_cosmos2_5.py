@@ -187,7 +187,7 @@ def test_full_finetune_saves_a_loadable_pipeline(work):
     saved = load_file(str(sorted((out / "checkpoints").glob("step_*"))[-1] / "trainable.safetensors"))
     state = model.transformer.state_dict()
     assert saved and all(torch.equal(state[k], v) for k, v in saved.items())
-    assert json.loads((out / "model" / "model_index.json").read_text())["_class_name"] == "DreamgenCosmos25Pipeline"
+    assert json.loads((out / "model" / "model_index.json").read_text())["_class_name"] == "Cosmos2_5_PredictBasePipeline"  # stock diffusers opens it
 
 
 def test_cli_finetune_and_generate_on_a_diffusers_folder(work, tmp_path):
