@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--stride", type=int, default=1, help="a window every STRIDE frames (1..horizon)")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (encoder + action DiT)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--videos-per-batch", type=int, default=8, help="videos labelled together on the fast path")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--quality", metavar="CHECKPOINT", help="measure quality of this checkpoint instead of speed")
@@ -95,7 +96,7 @@ def speed(args) -> None:
 
     slow, t_slow = timed(lambda: [label_frames(model, emb, v, **kw) for v in videos])
     if args.compile:
-        compile_for_labelling(model)
+        compile_for_labelling(model, mode=args.compile_mode)
     group = args.videos_per_batch
     fast, t_fast = timed(lambda: [a for i in range(0, len(videos), group)
                                   for a in label_many(model, emb, videos[i:i + group], **kw)])

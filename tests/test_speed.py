@@ -11,7 +11,7 @@ from PIL import Image
 
 from dreamgen.errors import DreamgenError
 from dreamgen.worldmodel import speed
-from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone, stock_pipeline
+from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
 from dreamgen.worldmodel.gates import dream_gate, latent_rel_error, numerics_gate, run_dream_gate, with_speed
 from dreamgen.worldmodel.speed import SpeedSettings, settings_from_flags
 from tests.test_worldmodel import TINY, moving_square, tiny_preset

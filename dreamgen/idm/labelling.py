@@ -36,11 +36,11 @@ def ensemble_chunks(chunks: np.ndarray, length: int | None = None, starts: np.nd
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def compile_for_labelling(model, backend: str = "inductor") -> None:
+def compile_for_labelling(model, backend: str = "inductor", mode: str | None = None) -> None:
     """torch.compile the image encoder and the action DiT's velocity field (inference, fixed shapes:
     `label_many` pads its last batches to full size so one graph serves every call)."""
-    model.encoder = torch.compile(model.encoder, dynamic=False, backend=backend)
-    model.velocity = torch.compile(model.velocity, dynamic=False, backend=backend)
+    model.encoder = torch.compile(model.encoder, dynamic=False, backend=backend, mode=mode)
+    model.velocity = torch.compile(model.velocity, dynamic=False, backend=backend, mode=mode)
     model.compiled_for_labelling = True
 
 
