@@ -109,3 +109,43 @@ def test_bad_config_errors(tmp_path):
         load_pipeline_config(cfg, {"wm.colour": "red"})
     with pytest.raises(DreamgenError, match="not found"):
         load_pipeline_config(tmp_path / "nope.yaml")
+
+
+def test_a_rerun_with_other_settings_or_an_edited_preset_is_refused(tmp_path, monkeypatch):
+    from dreamgen.jobs import JOB_FILE, ResumeMismatchError
+    from dreamgen.experiment import Pipeline
+    from dreamgen.experiment.config import PipelineConfig
+
+    ran = []
+    monkeypatch.setattr(Pipeline, "step_report", lambda self: ran.append(1) or self.out)
+    out = tmp_path / "run"
+    Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"])
+    Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"])  # same settings: resumes
+    other = PipelineConfig()
+    other.policy.steps = 7
+    with pytest.raises(ResumeMismatchError, match="config.policy.steps"):
+        Pipeline(other, out, echo=lambda *_: None).run(["report"])
+    edited = tmp_path / "edited.yaml"
+    edited.write_text("policy: diffusion\nsteps: 3\n")
+    import dreamgen.presets
+
+    real_find = dreamgen.presets.find_preset
+    monkeypatch.setattr(dreamgen.presets, "find_preset",
+                        lambda kind, name: edited if kind == "policy" else real_find(kind, name))
+    with pytest.raises(ResumeMismatchError, match="presets.policy/"):
+        Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"])
+    Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"], overwrite=True)  # starts fresh
+    assert len(ran) == 3
+    assert '"job": "experiment"' in (out / JOB_FILE).read_text()  # the settings are recorded
+
+
+def test_finished_steps_without_a_settings_record_are_not_reused(tmp_path):
+    from dreamgen.jobs import JOB_FILE, ResumeMismatchError
+    from dreamgen.experiment import Pipeline
+    from dreamgen.experiment.config import PipelineConfig
+
+    out = tmp_path / "old"
+    (out / ".done").mkdir(parents=True)
+    (out / ".done" / "real").write_text("1.0\n")
+    with pytest.raises(ResumeMismatchError, match="no record of the settings"):
+        Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"])

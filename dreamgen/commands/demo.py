@@ -36,7 +36,8 @@ def _parse_sets(sets: list[str]) -> dict:
     return out
 
 
-def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs: list[str] | None = None) -> Path:
+def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs: list[str] | None = None,
+         overwrite: bool = False) -> Path:
     from dreamgen.experiment import Pipeline, load_pipeline_config
 
     cfg = load_pipeline_config(config, _parse_sets(sets))
@@ -46,7 +47,7 @@ def _run(config: Path, out: Path, steps: list[str] | None, sets: list[str], runs
     if cfg.wm.pretrained and not Path(cfg.wm.pretrained).exists() and (REPO / cfg.wm.pretrained).exists():
         cfg.wm.pretrained = str(REPO / cfg.wm.pretrained)
     typer.echo(f"dreamgen: {cfg.name} from {config} -> {out}")
-    Pipeline(cfg, out, echo=typer.echo, runs=runs or None).run(steps or None)
+    Pipeline(cfg, out, echo=typer.echo, runs=runs or None).run(steps or None, overwrite=overwrite)
     return out
 
 
@@ -57,10 +58,12 @@ def demo(
     config: str = typer.Option(None, "--config", help="Another pipeline YAML instead of the quick/full preset."),
     step: list[str] = typer.Option(None, "--step", help=STEP_HELP),
     set_: list[str] = typer.Option(None, "--set", help="Override a config value: key.path=value (YAML value)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard the finished steps in OUT (made with other "
+                                   "settings) and start fresh; a rerun otherwise refuses other settings."),
 ) -> None:
     """The whole DreamGen loop on ToyWorld, with a report (OUT/report.html, OUT/report.md)."""
     cfg = _resolve_config(config or ("demo_full" if full else "demo_quick"))
-    _run(cfg, out, step, set_)
+    _run(cfg, out, step, set_, overwrite=overwrite)
     typer.echo(f"report: {out / 'report.html'} (and report.md)")
 
 
@@ -71,10 +74,12 @@ def experiment(
     set_: list[str] = typer.Option(None, "--set", help="Override a config value: key.path=value (YAML value)."),
     run: list[str] = typer.Option(None, "--run", help="Only these policy runs in the policies/eval steps "
                                   "(repeatable; e.g. real_only_s0, scale_50_s0): lets several processes share a GPU."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard the finished steps in OUT (made with other "
+                                   "settings) and start fresh; a rerun otherwise refuses other settings."),
 ) -> None:
     """The DreamGen experiment on ToyWorld (docs/EXPERIMENT.md): real-only vs real+neural policies."""
     cfg = _resolve_config(config)
-    _run(cfg, out or Path("runs/experiment") / cfg.stem, step, set_, run)
+    _run(cfg, out or Path("runs/experiment") / cfg.stem, step, set_, run, overwrite)
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,17 @@ from dreamgen.io import atomic_write_text
 from dreamgen.presets import load_preset
 
 
+def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as {"a.b.c": value}, so that a refused rerun names the one setting that differs."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class Pipeline:
     """The experiment's steps (`STEPS`) as methods `step_<name>`, run in order by `run`."""
 
@@ -55,7 +66,31 @@ class Pipeline:
         self.timings[step] = round(seconds, 1)
         self._write_json(self.out / "timings.json", self.timings)
 
-    def run(self, steps: list[str] | None = None) -> None:
+    def _settings(self) -> dict[str, Any]:
+        """What decides the results: the config, and the content of the presets it names by name (a preset
+        edited between runs changes the results as much as the config does)."""
+        import hashlib
+
+        from dreamgen.presets import find_preset
+
+        named = {"worldmodel": self.cfg.wm.preset, "idm": self.cfg.idm.model_config, "policy": self.cfg.policy.preset}
+        presets = {}
+        for kind, name in named.items():
+            path = find_preset(kind, name) if name else None
+            presets[f"{kind}/{name}"] = hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path else None
+        return {**_dotted(asdict(self.cfg), "config."), **{f"presets.{k}": v for k, v in presets.items()}}
+
+    def run(self, steps: list[str] | None = None, overwrite: bool = False) -> None:
+        """Run the steps in order; finished steps are reused only when made with these settings (the resume
+        rule: other settings are refused, naming the first difference, unless `overwrite` starts fresh)."""
+        from dreamgen.jobs import check_job
+
+        def clear() -> None:
+            shutil.rmtree(self.out / ".done", ignore_errors=True)
+            self.timings = {}
+
+        check_job(self.out, "experiment", self._settings(), overwrite=overwrite, clear=clear,
+                  has_results=(self.out / ".done").is_dir() and any((self.out / ".done").iterdir()))
         self._write_json(self.out / "config.json", asdict(self.cfg))
         todo = steps or STEPS
         for step in todo:
