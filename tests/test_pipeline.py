@@ -112,9 +112,9 @@ def test_bad_config_errors(tmp_path):
 
 
 def test_a_rerun_with_other_settings_or_an_edited_preset_is_refused(tmp_path, monkeypatch):
-    from dreamgen.jobs import JOB_FILE, ResumeMismatchError
     from dreamgen.experiment import Pipeline
     from dreamgen.experiment.config import PipelineConfig
+    from dreamgen.jobs import JOB_FILE, ResumeMismatchError
 
     ran = []
     monkeypatch.setattr(Pipeline, "step_report", lambda self: ran.append(1) or self.out)
@@ -140,9 +140,9 @@ def test_a_rerun_with_other_settings_or_an_edited_preset_is_refused(tmp_path, mo
 
 
 def test_finished_steps_without_a_settings_record_are_not_reused(tmp_path):
-    from dreamgen.jobs import JOB_FILE, ResumeMismatchError
     from dreamgen.experiment import Pipeline
     from dreamgen.experiment.config import PipelineConfig
+    from dreamgen.jobs import ResumeMismatchError
 
     out = tmp_path / "old"
     (out / ".done").mkdir(parents=True)
