@@ -53,6 +53,17 @@ def first_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
+def dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as {"a.b.c": value}, so that a refused rerun names the one setting that differs."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(dotted(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def check_job(folder: str | Path, job: str, settings: dict[str, Any], *, overwrite: bool = False,
               clear: Callable[[], None] | None = None, has_results: bool | None = None,
               name: str = JOB_FILE, record: bool = True) -> bool:

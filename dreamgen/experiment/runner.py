@@ -26,17 +26,6 @@ from dreamgen.io import atomic_write_text
 from dreamgen.presets import load_preset
 
 
-def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as {"a.b.c": value}, so that a refused rerun names the one setting that differs."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_dotted(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 class Pipeline:
     """The experiment's steps (`STEPS`) as methods `step_<name>`, run in order by `run`."""
 
@@ -71,6 +60,7 @@ class Pipeline:
         edited between runs changes the results as much as the config does)."""
         import hashlib
 
+        from dreamgen.jobs import dotted
         from dreamgen.presets import find_preset
 
         named = {"worldmodel": self.cfg.wm.preset, "idm": self.cfg.idm.model_config, "policy": self.cfg.policy.preset}
@@ -78,7 +68,7 @@ class Pipeline:
         for kind, name in named.items():
             path = find_preset(kind, name) if name else None
             presets[f"{kind}/{name}"] = hashlib.sha1(path.read_bytes()).hexdigest()[:12] if path else None
-        return {**_dotted(asdict(self.cfg), "config."), **{f"presets.{k}": v for k, v in presets.items()}}
+        return {**dotted(asdict(self.cfg), "config."), **{f"presets.{k}": v for k, v in presets.items()}}
 
     def run(self, steps: list[str] | None = None, overwrite: bool = False) -> None:
         """Run the steps in order; finished steps are reused only when made with these settings (the resume
