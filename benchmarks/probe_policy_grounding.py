@@ -6,6 +6,11 @@ the object it points at (smallest angle from the end effector). A policy that gr
 scores ~100%; one that ignores it or picks at random ~25%.
 
     MUJOCO_GL=egl python benchmarks/probe_policy_grounding.py CHECKPOINT [--layouts 10] [--seed 2000]
+
+`--reach-seed S` instead measures reaching on the episodes `toyworld collect --seed S` made (the policy's own
+training episodes when S is its demos' seed): the cosine between the first executed chunk's xy motion and the
+direction to the named object, and the same with a black image (a policy that ignores the image moves the same
+way in both). A policy that reaches scores ~1; one that ignores the layout ~0.
 """
 
 from __future__ import annotations
@@ -57,13 +62,55 @@ def probe(checkpoint: str, layouts: int, seed: int) -> dict:
             "layouts": layouts, "seed": seed}
 
 
+def reach(checkpoint: str, episodes: int, seed: int) -> dict:
+    from dreamgen.policy.eval import LeRobotToyWorldPolicy
+    from dreamgen.toyworld.env import ToyWorldEnv
+    from dreamgen.toyworld.evaluate import episode_seed
+
+    policy = LeRobotToyWorldPolicy.from_checkpoint(checkpoint, device="cpu")
+    steps = int(getattr(policy.policy.config, "n_action_steps", 1))
+    env = ToyWorldEnv("pick_place", "default")
+
+    import torch
+
+    def first_move(obs: dict, noise_seed: int) -> np.ndarray:
+        policy.reset()
+        torch.manual_seed(noise_seed)  # the diffusion sampler's starting noise
+        return np.sum([policy.act(obs)[:2] for _ in range(steps)], axis=0)
+
+    def cos(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+    seen, blind, noise = [], [], []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=episode_seed(seed, "pick_place", "default", i))
+            target = env.object_position(info["task"]["object"])[:2] - env.ee[:2]
+            o = {"image": obs["image"], "state": obs["state"], "instruction": info["instruction"]}
+            moves = [first_move(o, k) for k in range(3)]
+            seen += [cos(m, target) for m in moves]
+            blind += [cos(m, first_move({**o, "image": np.zeros_like(o["image"])}, k)) for k, m in enumerate(moves)]
+            noise += [cos(moves[0], moves[1]), cos(moves[0], moves[2])]
+    finally:
+        env.close()
+    return {"episodes": episodes, "seed": seed, "noise_seeds": 3,
+            "mean_cos_to_target": round(float(np.mean(seen)), 3),  # 1: heads for the named object
+            "mean_cos_to_black_image_move": round(float(np.mean(blind)), 3),  # 1: the image changes nothing
+            "mean_cos_between_noise_seeds": round(float(np.mean(noise)), 3)}  # low: the noise picks the way
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--layouts", type=int, default=10)
     ap.add_argument("--seed", type=int, default=2000)
+    ap.add_argument("--reach-seed", type=int, default=None, help="measure reaching on this collection seed instead")
+    ap.add_argument("--episodes", type=int, default=12, help="with --reach-seed: episodes to measure")
     a = ap.parse_args()
-    print(probe(a.checkpoint, a.layouts, a.seed))
+    if a.reach_seed is not None:
+        print(reach(a.checkpoint, a.episodes, a.reach_seed))
+    else:
+        print(probe(a.checkpoint, a.layouts, a.seed))
 
 
 if __name__ == "__main__":
