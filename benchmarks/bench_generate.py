@@ -216,15 +216,25 @@ def main(argv: list[str] | None = None) -> None:
              f"median of {args.repeats} (variants interleaved) after one warm-up. s/video = prompt encoding + "
              f"denoising loop (timed per variant) + one VAE decode ({decode_s:.2f} s, the same VAE for all, timed "
              "once). Peak GiB: above the memory resident before the call (activations, caches; not weights).\n",
-             f"Command: `python benchmarks/bench_generate.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n",
+             command_line("bench_generate.py", argv),
              "\n| variant | s/video | vs stock | peak GiB | latent rel. error vs stock | levers skipped |\n"
              "| --- | --- | --- | --- | --- | --- |\n"]
     for v, s, m, err, skip in rows:
         ratio = f"{base / s:.2f}x" if base else "-"
         lines.append(f"| {v} | {s:.2f} | {ratio} | {m:.2f} | {err:.2e} | {'; '.join(skip.values()) or '-'} |\n")
+    publish(lines, args.append)
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The results section's `Command:` line for benchmarks/`script` run with `argv` (default: sys.argv)."""
+    return f"Command: `python benchmarks/{script} {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
+
+
+def publish(lines: list[str], append: bool) -> None:
+    """Print a results section; with --append also add it to RESULTS.md."""
     text = "".join(lines)
-    print(text)
-    if args.append:
+    print(text, flush=True)
+    if append:
         with RESULTS.open("a") as f:
             f.write(text)
 

@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate import timed  # noqa: E402
+from bench_generate import command_line, publish, timed  # noqa: E402
 
 from dreamgen.worldmodel.config import load_preset  # noqa: E402
 from dreamgen.worldmodel.cosmos2_5 import Cosmos25Backbone, stock_pipeline  # noqa: E402
@@ -174,19 +174,14 @@ def report(args, argv, bb, dtype, variants, results) -> None:
              f"{args.guidance} ({dt.date.today()})\n",
              f"Machine: {machine}; torch {torch.__version__}; dtype {str(dtype).removeprefix('torch.')}; "
              f"median of {args.repeats} (variants interleaved) after one warm-up; random weights.\n",
-             f"Command: `python benchmarks/bench_generate_cosmos2_5.py "
-             f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n",
+             command_line("bench_generate_cosmos2_5.py", argv),
              "\n| size | variant | s/video | vs stock | peak GiB |\n| --- | --- | --- | --- | --- |\n"]
     for (h, w), rows in results.items():
         base = rows.get("stock", (None,))[0]
         for v in variants:
             sec, peak = rows[v]
             lines.append(f"| {h}x{w} | {v} | {sec:.2f} | {f'{base / sec:.2f}x' if base else '-'} | {peak:.2f} |\n")
-    text = "".join(lines)
-    print(text, flush=True)
-    if args.append:
-        with RESULTS.open("a") as f:
-            f.write(text)
+    publish(lines, args.append)
 
 
 if __name__ == "__main__":

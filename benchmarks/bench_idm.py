@@ -27,6 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+SPEED_HEADER = ("| date | machine | IDM | input | eager, one video at a time (frames/s) | fast path (frames/s) | "
+                "max label diff (normalised) | peak mem |\n|---|---|---|---|---|---|---|---|")
+QUALITY_HEADER = ("| date | IDM | dataset | eval set | IDM MSE (norm.) | mean-action MSE | ratio | IDM replay success "
+                  "| expert replay success |\n|---|---|---|---|---|---|---|---|---|")
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -110,13 +115,7 @@ def speed(args) -> None:
     row = (f"| {datetime.date.today()} | {machine} | {args.model_config} ({params:.0f}M) | {cfg.image_size[0]}px, "
            f"offsets {offsets}, H={args.horizon}, {args.steps or cfg.num_inference_steps} steps, stride "
            f"{args.stride} | {n / t_slow:.1f} | {n / t_fast:.1f} ({fast_name}) | {diff:.1e} | {mem} |")
-    header = ("| date | machine | IDM | input | eager, one video at a time (frames/s) | fast path (frames/s) | "
-              "max label diff (normalised) | peak mem |\n|---|---|---|---|---|---|---|---|")
-    print(header + "\n" + row)
-    if not args.no_record:
-        results = Path(__file__).resolve().parent / "RESULTS.md"
-        with results.open("a") as f:
-            f.write(f"\n### IDM labelling speed\n`{' '.join(sys.argv)}`\n\n{header}\n{row}\n")
+    _record(args, "IDM labelling speed", SPEED_HEADER, row)
 
 
 def quality(args) -> None:
@@ -137,13 +136,16 @@ def quality(args) -> None:
     row = (f"| {datetime.date.today()} | {ckpt} (step {state.get('step')}) | {dataset} | {err['episodes']} "
            f"held-out eps / {err['frames']} frames | {err['idm_mse']:.3f} | {err['baseline_mse']:.3f} | "
            f"{err['mse_ratio']:.2f} | {rep['idm_replay_success']:.0%} | {rep['expert_replay_success']:.0%} |")
-    header = ("| date | IDM | dataset | eval set | IDM MSE (norm.) | mean-action MSE | ratio | IDM replay success "
-              "| expert replay success |\n|---|---|---|---|---|---|---|---|---|")
+    _record(args, "IDM quality on ToyWorld", QUALITY_HEADER, row)
+
+
+def _record(args, title: str, header: str, row: str) -> None:
+    """Print the table; unless --no-record, append it to RESULTS.md under `title` with the command line."""
     print(header + "\n" + row)
     if not args.no_record:
         results = Path(__file__).resolve().parent / "RESULTS.md"
         with results.open("a") as f:
-            f.write(f"\n### IDM quality on ToyWorld\n`{' '.join(sys.argv)}`\n\n{header}\n{row}\n")
+            f.write(f"\n### {title}\n`{' '.join(sys.argv)}`\n\n{header}\n{row}\n")
 
 
 if __name__ == "__main__":

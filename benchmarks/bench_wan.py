@@ -28,11 +28,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_generate import command_line, publish  # noqa: E402
 
 from dreamgen.worldmodel.gates import numerics_gate, with_speed  # noqa: E402
 from dreamgen.worldmodel.speed import SpeedSettings  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 WAN_14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
                text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
                qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024)
@@ -176,18 +178,14 @@ def _report(rows: list[dict], args, argv, decode_s: float) -> None:
              f"{'16x16, 5' if args.tiny else '480x832, 81'} frames, {args.steps} steps, guidance 5 ({dt.date.today()})\n",
              f"Machine: {dev}; torch {torch.__version__}. EXTRAPOLATED: {args.timed_steps} steps run per variant, "
              f"s/video = encoding + {args.steps} x median s/step + VAE decode ({decode_s:.2f} s, measured once).\n",
-             f"Command: `python benchmarks/bench_wan.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n",
+             command_line("bench_wan.py", argv),
              "\n| variant | s/video | x stock | s/step | peak GiB | latent rel. error vs stock | skipped |\n"
              "| --- | --- | --- | --- | --- | --- | --- |\n"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['s_per_video']:.2f} | {base / r['s_per_video']:.2f}x | "
                      f"{r['s_per_step']:.3f} | {r['peak_gib']:.1f} | {r['rel_error']:.2e} | "
                      f"{'; '.join(r['skipped'].values()) or '-'} |\n")
-    text = "".join(lines)
-    print(text)
-    if args.append:
-        with RESULTS.open("a") as f:
-            f.write(text)
+    publish(lines, args.append)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from benchmarks.bench_generate_cosmos2_5 import TINY as BENCH_TINY
 from dreamgen.errors import DreamgenError
 from dreamgen.worldmodel.config import load_preset
 from dreamgen.worldmodel.cosmos2 import GuardrailDisabled
@@ -23,19 +24,9 @@ from dreamgen.worldmodel.finetune import FinetuneConfig, finetune_world_model
 from dreamgen.worldmodel.loading import LORA_FILE, load_world_model
 
 TOYWORLD = Path(__file__).resolve().parents[1] / "demo_data" / "toyworld_pick_place"
+# the benchmark's toy size (one block, a 2-layer Qwen2.5-VL), trained here too
 TINY = dict(
-    resolution=[16, 16], num_frames=5, max_sequence_length=32, num_inference_steps=2,
-    transformer={"in_channels": 9, "out_channels": 8, "num_layers": 1, "num_attention_heads": 2,
-                 "attention_head_dim": 16, "text_embed_dim": 32, "adaln_lora_dim": 8, "max_size": [4, 8, 8],
-                 "patch_size": [1, 2, 2], "rope_scale": [1, 1, 1], "concat_padding_mask": True,
-                 "extra_pos_embed_type": None, "use_crossattn_projection": True,
-                 "crossattn_proj_in_channels": 32, "encoder_hidden_states_channels": 32},
-    vae={"base_dim": 8, "z_dim": 8, "dim_mult": [1, 2, 2], "num_res_blocks": 1, "temperal_downsample": [True, True]},
-    text_encoder={"text": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-                           "num_attention_heads": 2, "num_key_value_heads": 1,
-                           "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}},
-                  "vision": {"depth": 1, "hidden_size": 8, "intermediate_size": 8, "num_heads": 2,
-                             "out_hidden_size": 16, "fullatt_block_indexes": [0]}},
+    BENCH_TINY,
     train={"vae_stats_clips": 2, "text_dropout": 0.0, "warmup_steps": 0, "cond_latent_frames": [1, 2]},
     lora={"rank": 4, "alpha": 8},  # alpha != rank: a reload at the wrong scale would show
 )

@@ -99,21 +99,14 @@ def test_mixed_inputs_are_refused_before_labelling(idm_ckpt, tmp_path, odd):
 def lora_alpha8(tmp_path_factory):
     """A tiny Cosmos2 base and a LoRA of rank 4, alpha 8 (scale 2) trained on it for a few steps, plus the
     reference: the base with the trained adapter weights set in memory, never saved in diffusers form."""
-    import torch
     from peft import LoraConfig
     from safetensors.torch import load_file
 
-    from dreamgen.data import write_video
-    from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
     from dreamgen.worldmodel.loading import load_world_model
-    from tests.test_worldmodel import ft, moving_square, tiny_preset
+    from tests.test_worldmodel import ft, one_clip_base
 
     root = tmp_path_factory.mktemp("wm_alpha")
-    (root / "vids").mkdir()
-    write_video(root / "vids" / "v.mp4", moving_square(0, n=5), 10)
-    (root / "vids" / "v.txt").write_text("move the red cube")
-    torch.manual_seed(0)
-    Cosmos2Backbone.build(tiny_preset()).save(root / "base")
+    one_clip_base(root)
     out = ft(root, "lora", mode="lora", pretrained=str(root / "base"), steps=3, lr=3e-2, lora_alpha=8)
     ref = load_world_model(root / "base")
     ref.transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, target_modules=ref.lora_targets()))

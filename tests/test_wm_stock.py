@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dreamgen.data import read_video, write_video
-from tests.test_worldmodel import TINY, ft, moving_square, tiny_preset
+from tests.test_worldmodel import TINY, ft, moving_square, one_clip_base
 
 
 class NoGuardrail:
@@ -31,15 +31,10 @@ class NoGuardrail:
 
 @pytest.fixture(scope="module")
 def dreamed(tmp_path_factory):
-    from dreamgen.worldmodel.cosmos2 import Cosmos2Backbone
     from dreamgen.worldmodel.generate import GenerateConfig, generate_videos
 
     root = tmp_path_factory.mktemp("wm_stock")
-    (root / "vids").mkdir()
-    write_video(root / "vids" / "v.mp4", moving_square(0, n=5), 10)
-    (root / "vids" / "v.txt").write_text("move the red cube")
-    torch.manual_seed(0)
-    Cosmos2Backbone.build(tiny_preset()).save(root / "base")
+    one_clip_base(root)
     out = ft(root, "full", mode="full", pretrained=str(root / "base"), steps=1, lr=1e-3)
     from PIL import Image
 

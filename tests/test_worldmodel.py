@@ -59,10 +59,15 @@ def work(tmp_path_factory) -> Path:
     for k, name in enumerate(["red", "green"]):
         write_video(vids / f"v{k}.mp4", moving_square(k), 10)
         (vids / f"v{k}.txt").write_text(f"move the {name} cube")
-    fixed = root / "fixed"  # one 5-frame clip: every training step sees the same batch
-    fixed.mkdir()
-    write_video(fixed / "v.mp4", moving_square(0, n=5), 10)
-    (fixed / "v.txt").write_text("move the red cube")
+    return one_clip_base(root, "fixed")  # fixed/: every training step sees the same batch
+
+
+def one_clip_base(root: Path, clips: str = "vids") -> Path:
+    """`root/<clips>/`: one 5-frame clip of the red cube and its prompt; `root/base`: a random tiny Cosmos2
+    (seed 0). Returns `root`."""
+    (root / clips).mkdir()
+    write_video(root / clips / "v.mp4", moving_square(0, n=5), 10)
+    (root / clips / "v.txt").write_text("move the red cube")
     torch.manual_seed(0)
     Cosmos2Backbone.build(tiny_preset()).save(root / "base")
     return root

@@ -18,6 +18,20 @@ from dreamgen.commands.checks import (
     precision_help,
 )
 
+# `generate`'s speed levers: their help texts (long, so kept out of the signature)
+SPEED_HELP = {
+    "fast": "The fast stack: torch.compile (max-autotune-no-cudagraphs) + first-block step cache (fbc:0.05) + FP8 "
+            "linears (torchao, `pip install dreamgen[fast]`; CUDA >= sm89 only, skipped elsewhere). The options "
+            "below override its parts, e.g. --fast --cache none. The sidecar JSON records the levers used.",
+    "compile_mode": "default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead | none.",
+    "cache": "Step cache (diffusers hooks), KIND[:THRESHOLD]: fbc[:0.05] (first-block cache) | taylorseer[:3] | "
+             "faster[:3] (FasterCache: approximates the unconditional pass) | none. Approximate: see "
+             "docs/worldmodel.md for the gates.",
+    "attention_backend": "diffusers attention backend, e.g. _native_cudnn, flash.",
+    "attention_window": "T,H,W: block-sparse local self-attention (flex) within T latent frames / H x W patches, "
+                        "plus the first frame (Cosmos2; approximate; use with --compile-mode).",
+}
+
 
 def _size(text: str | None, flag: str = "--resolution") -> list[int] | None:
     return parse_size(text, flag)
@@ -113,22 +127,13 @@ def generate_cmd(
     precision: str = typer.Option("auto", "--precision", "--dtype", help=precision_help(*PRECISIONS),
                                    callback=precision_choice(*PRECISIONS)),
     fused_cfg: bool = typer.Option(True, "--fused-cfg/--no-fused-cfg", help="Guidance passes in one batch."),
-    fast: bool = typer.Option(False, "--fast", help="The fast stack: torch.compile (max-autotune-no-cudagraphs) "
-                              "+ first-block step cache (fbc:0.05) + FP8 linears (torchao, `pip install "
-                              "dreamgen[fast]`; CUDA >= sm89 only, skipped elsewhere). The options below override "
-                              "its parts, e.g. --fast --cache none. The sidecar JSON records the levers used."),
+    fast: bool = typer.Option(False, "--fast", help=SPEED_HELP["fast"]),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the transformer (mode default)."),
-    compile_mode: str = typer.Option(None, "--compile-mode", help="default | max-autotune-no-cudagraphs | "
-                                     "max-autotune | reduce-overhead | none."),
-    cache: str = typer.Option(None, "--cache", help="Step cache (diffusers hooks), KIND[:THRESHOLD]: fbc[:0.05] "
-                              "(first-block cache) | taylorseer[:3] | faster[:3] (FasterCache: approximates the "
-                              "unconditional pass) | none. Approximate: see docs/worldmodel.md for the gates."),
+    compile_mode: str = typer.Option(None, "--compile-mode", help=SPEED_HELP["compile_mode"]),
+    cache: str = typer.Option(None, "--cache", help=SPEED_HELP["cache"]),
     fp8: bool = typer.Option(None, "--fp8/--no-fp8", help="FP8 linear layers via torchao (approximate)."),
-    attention_backend: str = typer.Option(None, "--attention-backend", help="diffusers attention backend, "
-                                          "e.g. _native_cudnn, flash."),
-    attention_window: str = typer.Option(None, "--attention-window", help="T,H,W: block-sparse local "
-                                         "self-attention (flex) within T latent frames / H x W patches, plus the "
-                                         "first frame (Cosmos2; approximate; use with --compile-mode)."),
+    attention_backend: str = typer.Option(None, "--attention-backend", help=SPEED_HELP["attention_backend"]),
+    attention_window: str = typer.Option(None, "--attention-window", help=SPEED_HELP["attention_window"]),
     limit: int = typer.Option(None, "--limit", help="Only the first N videos.", callback=at_least(1)),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard dreams made with other settings in "
                                    "OUTPUT_DIR and start fresh (a rerun otherwise refuses them)."),

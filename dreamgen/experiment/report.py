@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,19 @@ def _two_column_table(h: list[str], md: list[str], title: str, table_id: str, he
     md.append("")
 
 
+def _figures(h: list[str], md: list[str], title: str, items: list[tuple[str, Path]], out_dir: Path, bang: str,
+             media: Callable[[str, str], str]) -> None:
+    """Append a titled row of captioned figures: `media(src, caption)` in the HTML, a Markdown link (an image
+    with `bang` = "!") per item."""
+    h.append(f"<h2>{title}</h2>")
+    md += [f"## {title}", ""]
+    for caption, path in items:
+        src = _rel(path, out_dir)
+        h.append(f"<figure style='display:inline-block'>{media(src, caption)}"
+                 f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        md += [f"{bang}[{caption}]({src})", ""]
+
+
 def _video_tag(src: str, width: int) -> str:
     """A looping, muted (so browsers autoplay it) video of an mp4 beside the page, with a link as fallback."""
     return (f"<video src='{html.escape(src)}' width='{width}' controls loop muted autoplay playsinline>"
@@ -174,25 +188,14 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     if report.dreams:
         _dreams(h, md, report.dreams, out_dir)
     if report.curves:
-        h.append("<h2>Training curves</h2>")
-        md += ["## Training curves", ""]
-        for caption, png in report.curves:
-            src = _rel(png, out_dir)
-            h.append(f"<figure style='display:inline-block'><img src='{src}' alt='{html.escape(caption)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-            md += [f"![{caption}]({src})", ""]
+        _figures(h, md, "Training curves", report.curves, out_dir, "!",
+                 lambda src, caption: f"<img src='{src}' alt='{html.escape(caption)}'>")
     if report.metrics:
         _two_column_table(h, md, "Metrics", "metrics", ("metric", "value"), report.metrics)
     if report.policies:
         _two_column_table(h, md, "Policies", "policies", ("policy", "trained on"), report.policies)
     if report.rollouts:
-        h.append("<h2>Rollouts</h2>")
-        md += ["## Rollouts", ""]
-        for caption, mp4 in report.rollouts:
-            src = _rel(mp4, out_dir)
-            h.append(f"<figure style='display:inline-block'>{_video_tag(src, 192)}"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-            md += [f"[{caption}]({src})", ""]
+        _figures(h, md, "Rollouts", report.rollouts, out_dir, "", lambda src, caption: _video_tag(src, 192))
     if report.success:
         policies, cells, table = _success_pivot(report.success)
         h.append("<h2>Closed-loop success</h2><p>success rate, 95% Wilson interval, (successes/episodes)</p>"

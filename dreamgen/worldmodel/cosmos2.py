@@ -100,7 +100,66 @@ def make_guardrail(enabled: bool) -> Any:
                             "to opt out explicitly") from None
 
 
-class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin):
+class GuardedPipeline:
+    """What our Cosmos pipelines (Predict2 and Predict2.5) share around their sampling loops: the optional
+    guardrail (None = opted out, never saved), the prompt check and encoding before the loop, and the
+    uint8 frames through the video check after it. Mixed in before the stock pipeline class."""
+
+    def __init__(self, text_encoder, tokenizer, transformer, vae, scheduler, safety_checker=None):
+        super().__init__(text_encoder, tokenizer, transformer, vae, scheduler,
+                         safety_checker=safety_checker if safety_checker is not None else GuardrailDisabled())
+        if safety_checker is None:
+            self.register_modules(safety_checker=None)
+
+    def _prepare_prompts(self, prompt, negative_prompt, guidance_scale, height, width, prompt_embeds,
+                         negative_prompt_embeds, max_sequence_length):
+        """(device, transformer dtype, whether guidance runs, positive and negative prompt embeddings), after
+        the stock input checks and the guardrail's text check (when it is on)."""
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+        self.check_inputs(prompt if prompt_embeds is None else None, height, width, prompt_embeds)
+        if self.safety_checker is not None and prompt is not None:
+            self.safety_checker.to(device)
+            if not self.safety_checker.check_text_safety(prompt):
+                raise DreamgenError(f"Cosmos guardrail rejected the prompt {prompt!r}")
+            self.safety_checker.to("cpu")
+        embeds = self.encode_prompt(
+            prompt=prompt if prompt_embeds is None else None, negative_prompt=negative_prompt,
+            do_classifier_free_guidance=do_cfg, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, device=device, max_sequence_length=max_sequence_length,
+        )
+        return device, self.transformer.dtype, do_cfg, *embeds
+
+    def _frames_out(self, frames: torch.Tensor, device: Any) -> np.ndarray:
+        """Decoded video -> uint8 (T, H, W, 3) frames, through the video guardrail when it is on."""
+        frames = self.video_processor.postprocess_video(frames, output_type="np")[0]  # (T, H, W, 3) in [0, 1]
+        frames = (frames * 255).round().clip(0, 255).astype(np.uint8)
+        if self.safety_checker is not None:
+            self.safety_checker.to(device)
+            frames = self.safety_checker.check_video_safety(frames)
+            self.safety_checker.to("cpu")
+        self.maybe_free_model_hooks()
+        return frames
+
+
+def load_guarded(pipeline_cls: type, folder: Path, guardrail: Any, torch_dtype: torch.dtype | None, what: str,
+                 errors: tuple[type[Exception], ...] = (OSError, ValueError, KeyError), first_line: bool = False) -> Any:
+    """`pipeline_cls.from_pretrained(folder)` offline, with `guardrail` (None: opted out, stored as None); a
+    failure in `errors` becomes a DreamgenError naming the `what` checkpoint (the reason's first line only
+    with `first_line`)."""
+    try:
+        pipe = pipeline_cls.from_pretrained(
+            str(folder), safety_checker=guardrail if guardrail is not None else GuardrailDisabled(),
+            dtype=torch_dtype, local_files_only=True)
+    except errors as exc:
+        reason = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__) if first_line else exc
+        raise DreamgenError(f"{folder}: cannot load the {what} checkpoint ({reason})") from None
+    if guardrail is None:
+        pipe.register_modules(safety_checker=None)
+    return pipe
+
+
+class DreamgenCosmos2Pipeline(GuardedPipeline, Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin):
     """The stock Video2World pipeline plus LoRA loading and a faster sampling loop.
 
     `generate_video` runs the same math as the stock `__call__` (same scheduler, preconditioning and
@@ -109,37 +168,17 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
     prediction between steps.
     """
 
-    def __init__(self, text_encoder, tokenizer, transformer, vae, scheduler, safety_checker=None):
-        super().__init__(text_encoder, tokenizer, transformer, vae, scheduler,
-                         safety_checker=safety_checker if safety_checker is not None else GuardrailDisabled())
-        if safety_checker is None:
-            self.register_modules(safety_checker=None)
-
     @torch.no_grad()
     def generate_video(
-        self,
-        image: Any,
-        prompt: str,
-        negative_prompt: str | None = None,
-        height: int = 704,
-        width: int = 1280,
-        num_frames: int = 93,
-        num_inference_steps: int = 35,
-        guidance_scale: float = 7.0,
-        fps: float | None = 16,
-        generator: torch.Generator | None = None,
-        max_sequence_length: int = 512,
-        fused_cfg: bool = True,
+        self, image: Any, prompt: str, negative_prompt: str | None = None, height: int = 704, width: int = 1280,
+        num_frames: int = 93, num_inference_steps: int = 35, guidance_scale: float = 7.0, fps: float | None = 16,
+        generator: torch.Generator | None = None, max_sequence_length: int = 512, fused_cfg: bool = True,
         prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        output_type: str = "np",
+        negative_prompt_embeds: torch.Tensor | None = None, output_type: str = "np",
     ) -> Any:
-        device = self._execution_device
-        dtype = self.transformer.dtype
-        do_cfg = guidance_scale > 1.0
-        self.check_inputs(prompt if prompt_embeds is None else None, height, width, prompt_embeds)
-        prompt_embeds, negative_prompt_embeds = self._checked_prompt_embeds(
-            prompt, negative_prompt, do_cfg, prompt_embeds, negative_prompt_embeds, device, max_sequence_length)
+        device, dtype, do_cfg, prompt_embeds, negative_prompt_embeds = self._prepare_prompts(
+            prompt, negative_prompt, guidance_scale, height, width, prompt_embeds, negative_prompt_embeds,
+            max_sequence_length)
         sigmas = torch.linspace(0, 1, num_inference_steps, dtype=torch.float64)
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, device=device, sigmas=sigmas)
         if self.scheduler.config.final_sigmas_type == "sigma_min":
@@ -192,20 +231,6 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
             return latents
         return self._decode(latents, device)
 
-    def _checked_prompt_embeds(self, prompt, negative_prompt, do_cfg, prompt_embeds, negative_prompt_embeds,
-                               device, max_sequence_length):
-        """The guardrail's text check (when it is on), then the (positive, negative) prompt embeddings."""
-        if self.safety_checker is not None and prompt is not None:
-            self.safety_checker.to(device)
-            if not self.safety_checker.check_text_safety(prompt):
-                raise DreamgenError(f"Cosmos guardrail rejected the prompt {prompt!r}")
-            self.safety_checker.to("cpu")
-        return self.encode_prompt(
-            prompt=prompt if prompt_embeds is None else None, negative_prompt=negative_prompt,
-            do_classifier_free_guidance=do_cfg, prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds, device=device, max_sequence_length=max_sequence_length,
-        )
-
     def _velocities(self, x_in, t_in, fps, cond_mask, padding_mask, text, negative_text, step):
         """Unfused guidance: the conditional and (with `negative_text`) unconditional velocity, float32.
         Each pass has its own cache context, so a step cache compares cond with cond, uncond with uncond."""
@@ -223,15 +248,7 @@ class DreamgenCosmos2Pipeline(Cosmos2VideoToWorldPipeline, CosmosLoraLoaderMixin
         mean = torch.tensor(self.vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
         std = torch.tensor(self.vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
         latents = latents * std / self.scheduler.config.sigma_data + mean
-        frames = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
-        frames = self.video_processor.postprocess_video(frames, output_type="np")[0]  # (T, H, W, 3) in [0, 1]
-        frames = (frames * 255).round().clip(0, 255).astype(np.uint8)
-        if self.safety_checker is not None:
-            self.safety_checker.to(device)
-            frames = self.safety_checker.check_video_safety(frames)
-            self.safety_checker.to("cpu")
-        self.maybe_free_model_hooks()
-        return frames
+        return self._frames_out(self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0], device)
 
 
 @register_backbone
@@ -260,15 +277,7 @@ class Cosmos2Backbone(Backbone):
     @classmethod
     def load(cls, folder: str | Path, preset: WorldModelPreset, guardrail: Any = None,
              torch_dtype: torch.dtype | None = None) -> Cosmos2Backbone:
-        folder = cls.check_folder(folder)
-        try:
-            pipe = DreamgenCosmos2Pipeline.from_pretrained(
-                str(folder), safety_checker=guardrail if guardrail is not None else GuardrailDisabled(),
-                dtype=torch_dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise DreamgenError(f"{folder}: cannot load the Cosmos2 checkpoint ({exc})") from None
-        if guardrail is None:
-            pipe.register_modules(safety_checker=None)
+        pipe = load_guarded(DreamgenCosmos2Pipeline, cls.check_folder(folder), guardrail, torch_dtype, "Cosmos2")
         return cls(pipe, preset)
 
     # ----- data -> model inputs ---------------------------------------------------------------
@@ -298,16 +307,13 @@ class Cosmos2Backbone(Backbone):
         tr = self.preset.train
         b, _, n_lat, h, w = latents.shape
         dev = latents.device
-        choices = [c for c in tr.cond_latent_frames if c < n_lat] or [1]
-        n_cond = choices[int(torch.randint(len(choices), (1,), generator=generator))]
+        cond_ind = cond_indicator(tr.cond_latent_frames, n_lat, generator, 1, dev)
         sigma = torch.exp(torch.randn(b, generator=generator) * tr.sigma_p_std + tr.sigma_p_mean).to(dev)
         if tr.sigma_scale_by_frames:
             sigma = sigma * n_lat ** 0.5
         t = (sigma / (1 + sigma)).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)
         x_t = (1 - t) * latents + t * eps
-        cond_ind = torch.zeros(1, 1, n_lat, 1, 1, device=dev)
-        cond_ind[:, :, :n_cond] = 1.0
         x_in = cond_ind * latents + (1 - cond_ind) * x_t
         t_cond = SIGMA_CONDITIONING / (1 + SIGMA_CONDITIONING)
         t_in = cond_ind * t_cond + (1 - cond_ind) * t  # (B, 1, T, 1, 1)
@@ -358,6 +364,17 @@ def stock_pipeline(backbone: Cosmos2Backbone) -> Cosmos2VideoToWorldPipeline:
     p = backbone.pipe
     return Cosmos2VideoToWorldPipeline(p.text_encoder, p.tokenizer, p.transformer, p.vae, p.scheduler,
                                        safety_checker=p.safety_checker or GuardrailDisabled())
+
+
+def cond_indicator(choices: list[int], n_lat: int, generator: torch.Generator | None, fallback: int,
+                   device: Any) -> torch.Tensor:
+    """(1, 1, n_lat, 1, 1): 1 on the leading latent frames that condition this training batch, their number
+    drawn with `generator` from the preset's `choices` shorter than the clip (else `fallback`)."""
+    choices = [c for c in choices if c < n_lat] or [fallback]
+    n_cond = choices[int(torch.randint(len(choices), (1,), generator=generator))]
+    cond_ind = torch.zeros(1, 1, n_lat, 1, 1, device=device)
+    cond_ind[:, :, :n_cond] = 1.0
+    return cond_ind
 
 
 def _tuples(cfg: dict[str, Any]) -> dict[str, Any]:

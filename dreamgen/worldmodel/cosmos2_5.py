@@ -33,10 +33,13 @@ from dreamgen.worldmodel.backbone import Backbone, register_backbone
 from dreamgen.worldmodel.config import WorldModelPreset
 from dreamgen.worldmodel.cosmos2 import (
     Cosmos2Backbone,
+    GuardedPipeline,
     GuardrailDisabled,
     _tuples,
     _vae_config,
     build_toy_tokenizer,
+    cond_indicator,
+    load_guarded,
 )
 
 # The chat layout Qwen2.5-VL's own template produces for text-only messages (the pipeline sends a system
@@ -77,7 +80,7 @@ def flow_scheduler() -> UniPCMultistepScheduler:
                                    sigma_max=200.0, sigma_min=0.01)
 
 
-class DreamgenCosmos25Pipeline(Cosmos2_5_PredictBasePipeline):
+class DreamgenCosmos25Pipeline(GuardedPipeline, Cosmos2_5_PredictBasePipeline):
     """The stock Predict2.5 pipeline (LoRA loading built in) plus a faster sampling loop.
 
     `generate_video` runs the stock `__call__`'s math (same scheduler, conditioning and guidance formula)
@@ -85,12 +88,6 @@ class DreamgenCosmos25Pipeline(Cosmos2_5_PredictBasePipeline):
     the conditioning frames (the Wan VAE is causal in time, so their latents do not depend on the
     padding frames the stock call also encodes).
     """
-
-    def __init__(self, text_encoder, tokenizer, transformer, vae, scheduler, safety_checker=None):
-        super().__init__(text_encoder, tokenizer, transformer, vae, scheduler,
-                         safety_checker=safety_checker if safety_checker is not None else GuardrailDisabled())
-        if safety_checker is None:
-            self.register_modules(safety_checker=None)
 
     def conditioning_video(self, image: Any, video: Any, height: int, width: int,
                            num_latent_conditional_frames: int) -> torch.Tensor | None:
@@ -113,37 +110,16 @@ class DreamgenCosmos25Pipeline(Cosmos2_5_PredictBasePipeline):
 
     @torch.no_grad()
     def generate_video(
-        self,
-        prompt: str | None,
-        image: Any = None,
-        video: Any = None,
-        negative_prompt: str | None = None,
-        height: int = 704,
-        width: int = 1280,
-        num_frames: int = 93,
-        num_inference_steps: int = 35,
-        guidance_scale: float = 7.0,
-        generator: torch.Generator | None = None,
-        max_sequence_length: int = 512,
-        num_latent_conditional_frames: int = 2,
-        conditional_frame_timestep: float = 0.0001,
-        fused_cfg: bool = True,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
+        self, prompt: str | None, image: Any = None, video: Any = None, negative_prompt: str | None = None,
+        height: int = 704, width: int = 1280, num_frames: int = 93, num_inference_steps: int = 35,
+        guidance_scale: float = 7.0, generator: torch.Generator | None = None, max_sequence_length: int = 512,
+        num_latent_conditional_frames: int = 2, conditional_frame_timestep: float = 0.0001, fused_cfg: bool = True,
+        prompt_embeds: torch.Tensor | None = None, negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
     ) -> Any:
-        device = self._execution_device
-        dtype = self.transformer.dtype
-        do_cfg = guidance_scale > 1.0
-        self.check_inputs(prompt if prompt_embeds is None else None, height, width, prompt_embeds)
-        if self.safety_checker is not None and prompt is not None:
-            self.safety_checker.to(device)
-            if not self.safety_checker.check_text_safety(prompt):
-                raise DreamgenError(f"Cosmos guardrail rejected the prompt {prompt!r}")
-        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt=prompt if prompt_embeds is None else None, negative_prompt=negative_prompt,
-            do_classifier_free_guidance=do_cfg, prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds, device=device, max_sequence_length=max_sequence_length)
+        device, dtype, do_cfg, prompt_embeds, negative_prompt_embeds = self._prepare_prompts(
+            prompt, negative_prompt, guidance_scale, height, width, prompt_embeds, negative_prompt_embeds,
+            max_sequence_length)
         cond_video = self.conditioning_video(image, video, height, width, num_latent_conditional_frames)
         latents, cond_latents, cond_mask, cond_ind = self.prepare_latents(
             None if cond_video is None else cond_video.to(device, self.vae.dtype), 1,
@@ -182,15 +158,7 @@ class DreamgenCosmos25Pipeline(Cosmos2_5_PredictBasePipeline):
         """Normalised latents -> uint8 (T, H, W, 3) frames, through the video guardrail when it is on."""
         latents = latents / self.latents_std.to(latents) + self.latents_mean.to(latents)
         frames = self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
-        frames = self._match_num_frames(frames, num_frames)
-        frames = self.video_processor.postprocess_video(frames, output_type="np")[0]  # (T, H, W, 3) in [0, 1]
-        frames = (frames * 255).round().clip(0, 255).astype(np.uint8)
-        if self.safety_checker is not None:
-            self.safety_checker.to(device)
-            frames = self.safety_checker.check_video_safety(frames)
-            self.safety_checker.to("cpu")
-        self.maybe_free_model_hooks()
-        return frames
+        return self._frames_out(self._match_num_frames(frames, num_frames), device)
 
 
 def _pad_frames(latents: torch.Tensor, n: int) -> torch.Tensor:
@@ -227,17 +195,9 @@ class Cosmos25Backbone(Backbone):
     @classmethod
     def load(cls, folder: str | Path, preset: WorldModelPreset, guardrail: Any = None,
              torch_dtype: torch.dtype | None = None) -> Cosmos25Backbone:
-        folder = cls.check_folder(folder)
-        try:
-            pipe = DreamgenCosmos25Pipeline.from_pretrained(
-                str(folder), safety_checker=guardrail if guardrail is not None else GuardrailDisabled(),
-                dtype=torch_dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DreamgenError(f"{folder}: cannot load the Cosmos-Predict2.5 checkpoint "
-                                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-        if guardrail is None:
-            pipe.register_modules(safety_checker=None)
-        return cls(pipe, preset)
+        return cls(load_guarded(DreamgenCosmos25Pipeline, cls.check_folder(folder), guardrail, torch_dtype,
+                                "Cosmos-Predict2.5", (OSError, ValueError, KeyError, TypeError), first_line=True),
+                   preset)
 
     # ----- data -> model inputs ---------------------------------------------------------------
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -257,15 +217,12 @@ class Cosmos25Backbone(Backbone):
                       generator: torch.Generator | None = None, model: torch.nn.Module | None = None) -> torch.Tensor:
         tr = self.preset.train
         b, _, n_lat, h, w = latents.shape
+        cond_ind = cond_indicator(tr.cond_latent_frames, n_lat, generator, 0, latents.device)
         dev = latents.device
-        choices = [c for c in tr.cond_latent_frames if c < n_lat] or [0]
-        n_cond = choices[int(torch.randint(len(choices), (1,), generator=generator))]
         s = torch.sigmoid(torch.randn(b, generator=generator) * tr.sigma_p_std + tr.sigma_p_mean)
         shift = float(tr.flow_shift)
         sigma = (shift * s / (1 + (shift - 1) * s)).to(dev).view(b, 1, 1, 1, 1)
         eps = torch.randn(latents.shape, generator=generator).to(dev)
-        cond_ind = torch.zeros(1, 1, n_lat, 1, 1, device=dev)
-        cond_ind[:, :, :n_cond] = 1.0
         x_in = cond_ind * latents + (1 - cond_ind) * ((1 - sigma) * latents + sigma * eps)
         t_in = sigma.expand(b, 1, n_lat, 1, 1)
         if tr.cond_frame_timestep >= 0:

@@ -13,9 +13,7 @@
 set -u
 out=${1:?usage: round3.sh OUT}
 mkdir -p "$out"/{data,logs,eval,pack,bench}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-dg="python3 -m dreamgen.cli"; py=python3
-say() { echo "$(date +%T) $*" >> "$out/progress.log"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [ "${R3_TINY:-0}" = 1 ]; then
   ns=(4 6); steps=4; save=2; train_s=600; eval_n=2; dev=cpu; dg=".venv/bin/dreamgen"; py=.venv/bin/python
   preset=toyworld_diffusion_tiny; batch=8; probe_layouts=1
@@ -53,12 +51,9 @@ wait
 say "policies trained"
 
 say "evaluate"
-ev() { $dg eval-policy "$out/pol_$1" -b "$2" --env "$3" -n "$eval_n" --device "$dev" -o "$out/eval/$1_$2_$3" \
-  > "$out/logs/eval_$1_$2_$3.log" 2>&1 || say "FAILED eval $1 $2 $3"; }
 for n in "${ns[@]}"; do ev "n$n" pick_place default & done
 ev "n${big}_nofilm" pick_place default &
-for b in put_in_bin push lift; do ev "n$big" "$b" default & done
-for e in dark_table checker evening; do ev "n$big" pick_place "$e" & done
+ev_held_out
 for p in "n$big" "n${big}_nofilm"; do
   MUJOCO_GL=egl $py benchmarks/probe_policy_grounding.py "$out/pol_$p" --layouts "$probe_layouts" \
     > "$out/eval/probe_$p.json" 2> "$out/logs/probe_$p.log" || say "FAILED probe $p" &

@@ -14,9 +14,7 @@
 set -u
 out=${1:?usage: toyworld_v2.sh OUT}
 mkdir -p "$out"/{data,logs,eval,idm_eval,pack}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-dg="python3 -m dreamgen.cli"; py=python3
-say() { echo "$(date +%T) $*" >> "$out/progress.log"; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [ "${TW2_TINY:-0}" = 1 ]; then
   ns=(4 6); idm_n=6; held_n=3; steps=4; idm_steps=4; eval_n=2; dev=cpu; dg=".venv/bin/dreamgen"; py=.venv/bin/python
 else
@@ -54,12 +52,9 @@ wait
 say "policies trained"
 
 say "evaluate"
-ev() { $dg eval-policy "$out/pol_$1" -b "$2" --env "$3" -n "$eval_n" --device "$dev" -o "$out/eval/$1_$2_$3" \
-  > "$out/logs/eval_$1_$2_$3.log" 2>&1 || say "FAILED eval $1 $2 $3"; }
 for n in "${ns[@]}"; do ev "n$n" pick_place default & done
 [ "${TW2_L3:-0}" = 1 ] && ev "n${big}_l3" pick_place default &
-for b in put_in_bin push lift; do ev "n$big" "$b" default & done
-for e in dark_table checker evening; do ev "n$big" pick_place "$e" & done
+ev_held_out
 wait
 
 say "pack"
