@@ -134,7 +134,9 @@ def test_a_rerun_with_other_settings_or_an_edited_preset_is_refused(tmp_path, mo
                         lambda kind, name: edited if kind == "policy" else real_find(kind, name))
     with pytest.raises(ResumeMismatchError, match="presets.policy/"):
         Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"])
+    (out / "real").mkdir()
     Pipeline(PipelineConfig(), out, echo=lambda *_: None).run(["report"], overwrite=True)  # starts fresh
+    assert not (out / "real").exists()  # the earlier steps' outputs are gone with their settings
     assert len(ran) == 3
     assert '"job": "experiment"' in (out / JOB_FILE).read_text()  # the settings are recorded
 

@@ -75,8 +75,9 @@ class Pipeline:
         rule: other settings are refused, naming the first difference, unless `overwrite` starts fresh)."""
         from dreamgen.jobs import check_job
 
-        def clear() -> None:
-            shutil.rmtree(self.out / ".done", ignore_errors=True)
+        def clear() -> None:  # --overwrite: OUT is this runner's own folder; every step starts again
+            shutil.rmtree(self.out, ignore_errors=True)
+            self.out.mkdir(parents=True)
             self.timings = {}
 
         check_job(self.out, "experiment", self._settings(), overwrite=overwrite, clear=clear,
