@@ -11,6 +11,10 @@ scores ~100%; one that ignores it or picks at random ~25%.
 training episodes when S is its demos' seed): the cosine between the first executed chunk's xy motion and the
 direction to the named object, and the same with a black image (a policy that ignores the image moves the same
 way in both). A policy that reaches scores ~1; one that ignores the layout ~0.
+
+`--feature-seed S` asks whether the policy's conditioning (image keypoint features + state + instruction feature
+at frame 0) carries the direction to the named object at all: a linear map and a small MLP are fitted on
+`--train-layouts` layouts of collection seed S (its training layouts) and scored on 100 layouts of seed S + 5.
 """
 
 from __future__ import annotations
@@ -99,6 +103,63 @@ def reach(checkpoint: str, episodes: int, seed: int) -> dict:
             "mean_cos_between_noise_seeds": round(float(np.mean(noise)), 3)}  # low: the noise picks the way
 
 
+def _conditioning(policy, obs: dict, instruction: str):
+    import torch
+
+    b = policy.loaded.preprocessor(policy.observation_batch({**obs, "instruction": instruction}))
+    two = {"observation.images": torch.stack([b["observation.images.front"]] * 2, 1)[:, :, None]}
+    for key in ("observation.state", "observation.environment_state"):
+        if key in b:
+            two[key] = torch.stack([b[key]] * 2, 1)
+    with torch.no_grad():
+        return policy.policy.diffusion._prepare_global_conditioning(two)[0].numpy()
+
+
+def features(checkpoint: str, train_layouts: int, seed: int) -> dict:
+    """Held-out cosine of linear / MLP read-outs of the target direction from the policy's conditioning."""
+    import torch
+
+    from dreamgen.policy.eval import LeRobotToyWorldPolicy
+    from dreamgen.toyworld.env import ToyWorldEnv
+    from dreamgen.toyworld.evaluate import episode_seed
+
+    policy = LeRobotToyWorldPolicy.from_checkpoint(checkpoint, device="cpu")
+    env = ToyWorldEnv("pick_place", "default")
+
+    def collect(base: int, n: int):
+        xs, ys = [], []
+        for i in range(n):
+            obs, info = env.reset(seed=episode_seed(base, "pick_place", "default", i))
+            t = env.object_position(info["task"]["object"])[:2] - env.ee[:2]
+            xs.append(_conditioning(policy, {"image": obs["image"], "state": obs["state"]}, info["instruction"]))
+            ys.append(t / np.linalg.norm(t))
+        return np.stack(xs), np.stack(ys).astype(np.float32)
+
+    try:
+        (xtr, ytr), (xte, yte) = collect(seed, train_layouts), collect(seed + 5, 100)
+    finally:
+        env.close()
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    norm = lambda x: torch.tensor((x - mu) / sd, dtype=torch.float32)  # noqa: E731
+    out = {"train_layouts": train_layouts, "seed": seed, "held_out_seed": seed + 5}
+    for name, net in (("linear", torch.nn.Linear(xtr.shape[1], 2)),
+                      ("mlp", torch.nn.Sequential(torch.nn.Linear(xtr.shape[1], 256), torch.nn.ReLU(),
+                                                  torch.nn.Linear(256, 2)))):
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=1e-4)
+        for _ in range(3000):
+            loss = ((net(norm(xtr)) - torch.from_numpy(ytr)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            for split, x, y in (("train", xtr, ytr), ("held_out", xte, yte)):
+                pred = net(norm(x)).numpy()
+                cos = (pred * y).sum(1) / (np.linalg.norm(pred, axis=1) + 1e-9)
+                out[f"{name}_{split}_mean_cos"] = round(float(cos.mean()), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
@@ -106,8 +167,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--reach-seed", type=int, default=None, help="measure reaching on this collection seed instead")
     ap.add_argument("--episodes", type=int, default=12, help="with --reach-seed: episodes to measure")
+    ap.add_argument("--feature-seed", type=int, default=None, help="probe the conditioning features instead")
+    ap.add_argument("--train-layouts", type=int, default=200, help="with --feature-seed: layouts to fit on")
     a = ap.parse_args()
-    if a.reach_seed is not None:
+    if a.feature_seed is not None:
+        print(features(a.checkpoint, a.train_layouts, a.feature_seed))
+    elif a.reach_seed is not None:
         print(reach(a.checkpoint, a.episodes, a.reach_seed))
     else:
         print(probe(a.checkpoint, a.layouts, a.seed))
