@@ -15,7 +15,7 @@
 # (default /tmp/wm2_work; a rerun with the same WORK reuses the data and resumes training).
 # Usage (after scripts/gpu/setup.sh): setsid bash scripts/gpu/wm_v2.sh OUT >/dev/null 2>&1 &
 # Knobs: WM2_VAE_STEPS, WM2_STEPS (upper bounds), WM2_VAE_MIN, WM2_MIN (wall-time caps, minutes),
-# WM2_LAYERS, WM2_HEADS (transformer depth, width / 64; default 8, 4), WM2_BATCH, WM2_EVAL_N, WM2_PRIOR_N
+# WM2_LAYERS, WM2_HEADS (transformer depth, width / 64; default 8, 4), WM2_VAE_BATCH (8), WM2_BATCH, WM2_EVAL_N, WM2_PRIOR_N
 # (episodes per arm x environment), WM2_TARGET_N (x 3), WM2_PY (python), WM2_WORK.
 # WM2_TINY=1 runs the same steps at smoke size on a CPU.
 set -u
@@ -40,10 +40,10 @@ else
   vae_steps=${WM2_VAE_STEPS:-3000}; steps=${WM2_STEPS:-12000}; vae_min=${WM2_VAE_MIN:-3.5}; min=${WM2_MIN:-5}
   batch=${WM2_BATCH:-32}; extra=()
 fi
-if [ -n "${WM2_LAYERS:-}${WM2_HEADS:-}" ]; then  # a narrower/shallower transformer (pack size: 2 bytes a parameter)
-  preset="$work/toy_v2_custom.yaml"
+if [ -n "${WM2_LAYERS:-}${WM2_HEADS:-}${WM2_VAE_BATCH:-}" ]; then  # transformer size (pack: 2 bytes a parameter);
+  preset="$work/toy_v2_custom.yaml"  # WM2_VAE_BATCH: clips per autoencoder step (the first run: 1.3 steps/s at 8)
   sed -e "s/^  num_layers: 8 /  num_layers: ${WM2_LAYERS:-8} /" -e "s/^  num_attention_heads: 4$/  num_attention_heads: ${WM2_HEADS:-4}/" \
-    dreamgen/configs/worldmodel/toy_v2.yaml > "$preset"
+    -e "s/^  vae_batch_size: 8 /  vae_batch_size: ${WM2_VAE_BATCH:-8} /" dreamgen/configs/worldmodel/toy_v2.yaml > "$preset"
 fi
 t_start=$(date +%s)
 
