@@ -235,3 +235,85 @@ def test_cli_task_conditioning_flag(tmp_path, task_runs):
     assert policy.task_encoder == TaskEncoder("bow", 16)
     assert policy.act({"image": np.zeros((32, 32, 3), np.uint8), "state": np.zeros(2, np.float32),
                        "instruction": LEFT}).shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------- LeRobot step
+
+
+def _lerobot_pipelines(folder: Path):
+    """The checkpoint's processors as LeRobot itself loads them (dreamgen.policy imported: step registered)."""
+    import dreamgen.policy  # noqa: F401
+    from lerobot.processor import PolicyProcessorPipeline
+    from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+
+    pre = PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_preprocessor.json",
+                                                  overrides={"device_processor": {"device": "cpu"}})
+    post = PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_postprocessor.json",
+                                                   to_transition=policy_action_to_transition,
+                                                   to_output=transition_to_policy_action)
+    return pre, post
+
+
+def test_instruction_step_is_saved_and_runs_from_lerobot_api(task_runs):
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    _, res = task_runs["bow"]
+    steps = json.loads((res.checkpoint / "policy_preprocessor.json").read_text())["steps"]
+    names = [s.get("registry_name") for s in steps]
+    at = names.index("dreamgen_task_feature")
+    assert at < names.index("normalizer_processor")
+    assert steps[at]["config"] == {"kind": "bow", "dim": 32, "key": TASK_FEATURE_KEY}
+    pre, post = _lerobot_pipelines(res.checkpoint)
+    texts = [LEFT, "push the block forward"]  # an unseen instruction too
+    want = torch.from_numpy(np.stack([bow_feature(t, 32) for t in texts]))
+    out = pre({CAM: torch.rand(2, 3, 32, 32), "observation.state": torch.zeros(2, 2), "task": texts})
+    assert torch.equal(out[TASK_FEATURE_KEY], want)
+    # a training batch (n_obs_steps 2): the feature gets the same time axis
+    out = pre({CAM: torch.rand(2, 2, 3, 32, 32), "observation.state": torch.zeros(2, 2, 2), "task": texts})
+    assert out[TASK_FEATURE_KEY].shape == (2, 2, 32) and torch.equal(out[TASK_FEATURE_KEY][:, 1], want)
+    # the whole policy from LeRobot's API acts as dreamgen's wrapper does, given only image, state and text
+    policy = DiffusionPolicy.from_pretrained(res.checkpoint, local_files_only=True).eval()
+    img = np.full((32, 32, 3), 90, np.uint8)
+    for text in (LEFT, RIGHT):
+        torch.manual_seed(3)
+        batch = pre({CAM: torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0,
+                     "observation.state": torch.zeros(1, 2), "task": [text]})
+        with torch.inference_mode():
+            action = post(policy.select_action(batch)).numpy().reshape(-1)
+        policy.reset()
+        ours = _wrap(res)
+        ours.reset()
+        torch.manual_seed(3)
+        np.testing.assert_allclose(action, ours.act({"image": img, "state": np.zeros(2, np.float32),
+                                                     "instruction": text}), atol=1e-5)
+
+
+def test_checkpoint_without_the_step_still_loads_and_acts_the_same(task_runs, tmp_path):
+    import shutil
+
+    from dreamgen.policy.checkpoint import load_policy_checkpoint
+    from dreamgen.policy.eval import LeRobotToyWorldPolicy
+    from dreamgen.policy.task_step import TaskFeatureStep, ensure_task_step, task_steps
+
+    _, res = task_runs["bow"]
+    old = tmp_path / "pretrained_model"
+    shutil.copytree(res.checkpoint, old)
+    cfg_path = old / "policy_preprocessor.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["steps"] = [s for s in cfg["steps"] if s.get("registry_name") != "dreamgen_task_feature"]
+    cfg_path.write_text(json.dumps(cfg))  # as saved before the step existed
+    loaded = load_policy_checkpoint(old, device="cpu")
+    names = [type(s).__name__ for s in loaded.preprocessor.steps]
+    assert names.index("TaskFeatureStep") == names.index("NormalizerProcessorStep") - 1
+    assert loaded.task_encoder == TaskEncoder("bow", 32)
+    new, older = _wrap(res), LeRobotToyWorldPolicy(loaded)
+    for text in (LEFT, RIGHT):
+        np.testing.assert_allclose(_mean_action(new, text, seeds=[5]), _mean_action(older, text, seeds=[5]),
+                                   atol=1e-5)
+    assert not ensure_task_step(loaded.preprocessor, TaskEncoder("bow", 32))  # already there: left as it is
+    assert len(task_steps(loaded.preprocessor)) == 1
+    with pytest.raises(DreamgenError, match="trained with"):
+        ensure_task_step(loaded.preprocessor, TaskEncoder("bow", 16))
+    with pytest.raises(DreamgenError, match="no 'task' text"):
+        TaskFeatureStep("bow", 32)({"observation": {"observation.state": torch.zeros(1, 2)},
+                                    "complementary_data": {}})

@@ -94,8 +94,12 @@ class LoadedPolicy:
 
     @property
     def task_encoder(self) -> TaskEncoder:
-        """The instruction feature the policy was trained with (dreamgen_policy.json), "none" if any."""
-        return TaskEncoder.from_json(self.info.get("task_conditioning"))
+        """The instruction feature the preprocessor computes (its saved step), else the one
+        dreamgen_policy.json names, else "none"."""
+        from dreamgen.policy.task_step import task_steps
+
+        steps = task_steps(self.preprocessor)
+        return steps[0].encoder if steps else TaskEncoder.from_json(self.info.get("task_conditioning"))
 
     @property
     def state_key(self) -> str | None:
@@ -130,18 +134,21 @@ def load_policy_checkpoint(path: str | Path, device: str | None = None) -> Loade
     pre, post = load_processors(cfg, folder, device)
     from dreamgen.policy.families import policy_family
 
-    policy_family(cfg.type).prepare_processors(pre, cfg)
+    # checkpoints saved before the instruction step existed get it here (None: no dreamgen record, as saved)
+    recorded = TaskEncoder.from_json(info["task_conditioning"]) if "task_conditioning" in info else None
+    policy_family(cfg.type).prepare_processors(pre, cfg, recorded)
     emb = load_embodiment_folder(folder / "embodiment") if (folder / "embodiment" / "modality.json").is_file() else None
     warn_if_unfinished(folder, info)
-    enc = TaskEncoder.from_json(info.get("task_conditioning"))
+    loaded = LoadedPolicy(policy, pre, post, folder, emb, info)
+    enc = loaded.task_encoder
     feat = cfg.input_features.get(TASK_FEATURE_KEY)
     if enc.enabled and (feat is None or tuple(feat.shape) != (enc.dim,)):
-        raise DreamgenError(f"{info_path}: instruction feature {enc.to_json()} but the policy config's "
+        raise DreamgenError(f"{folder}: instruction feature {enc.to_json()} but the policy config's "
                             f"{TASK_FEATURE_KEY} input is {feat}")
     if feat is not None and not enc.enabled:
-        log.warning("%s: the policy takes %s but dreamgen_policy.json names no task encoder; it will get "
-                    "zeros", folder, TASK_FEATURE_KEY)
-    return LoadedPolicy(policy, pre, post, folder, emb, info)
+        log.warning("%s: the policy takes %s but neither its preprocessor nor dreamgen_policy.json names a "
+                    "task encoder; it will get zeros", folder, TASK_FEATURE_KEY)
+    return loaded
 
 
 def warn_if_unfinished(folder: Path, info: dict[str, Any]) -> bool:

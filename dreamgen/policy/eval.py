@@ -20,6 +20,7 @@ import numpy as np
 from dreamgen.errors import DreamgenError
 from dreamgen.policy.checkpoint import LoadedPolicy, load_policy_checkpoint
 from dreamgen.policy.task_encoding import TASK_FEATURE_KEY
+from dreamgen.policy.task_step import ensure_task_step
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class LeRobotToyWorldPolicy:
         self.image_shapes = {k: tuple(feats[k].shape) for k in self.image_keys}  # (C, H, W)
         self.device = next(self.policy.parameters()).device
         self.task_encoder = loaded.task_encoder
+        ensure_task_step(loaded.preprocessor, self.task_encoder)  # a no-op unless handed an older preprocessor
         env = feats.get(TASK_FEATURE_KEY)
         self.task_feature_dim = int(env.shape[0]) if env is not None else None
 
@@ -83,12 +85,10 @@ class LeRobotToyWorldPolicy:
             if observation.get("state") is None:
                 raise DreamgenError("the policy uses state but the observation has none")
             batch[self.state_key] = torch.as_tensor(np.asarray(observation["state"], dtype=np.float32))[None]
-        instruction = str(observation.get("instruction", ""))
-        batch["task"] = [instruction]
-        if self.task_encoder.enabled:
-            batch[TASK_FEATURE_KEY] = self.task_encoder.tensor([instruction])
-        elif self.task_feature_dim is not None:  # a foreign checkpoint with an environment-state input
-            batch[TASK_FEATURE_KEY] = torch.zeros(1, self.task_feature_dim)
+        # the preprocessor's instruction step (task_step.py) turns `task` into the policy's feature
+        batch["task"] = [str(observation.get("instruction", ""))]
+        if not self.task_encoder.enabled and self.task_feature_dim is not None:
+            batch[TASK_FEATURE_KEY] = torch.zeros(1, self.task_feature_dim)  # a foreign environment-state input
         return batch
 
     def act(self, observation: dict[str, Any]) -> np.ndarray:

@@ -37,8 +37,13 @@ class LeRobotFamily:
     def check_saved(self, cfg: dict[str, Any], cfg_path: Path) -> None:
         """Checks of a saved checkpoint's config.json beyond the files every checkpoint has."""
 
-    def prepare_processors(self, preprocessor: Any, policy_cfg: Any) -> None:
-        """Fix up freshly made or loaded processors before use."""
+    def prepare_processors(self, preprocessor: Any, policy_cfg: Any, task_encoder: Any = None) -> None:
+        """Fix up freshly made or loaded processors before use: with a `task_encoder` (task_encoding.py)
+        the preprocessor gets its instruction step (task_step.py), which is saved with the policy."""
+        if task_encoder is not None:
+            from dreamgen.policy.task_step import ensure_task_step
+
+            ensure_task_step(preprocessor, task_encoder)
 
 
 class GrootFamily(LeRobotFamily):
@@ -85,8 +90,10 @@ class GrootFamily(LeRobotFamily):
                 "architecture from the base model folder it was fine-tuned from)"
             )
 
-    def prepare_processors(self, preprocessor: Any, policy_cfg: Any) -> None:
+    def prepare_processors(self, preprocessor: Any, policy_cfg: Any, task_encoder: Any = None) -> None:
         from dreamgen.policy.groot import localize_groot_processors
+
+        super().prepare_processors(preprocessor, policy_cfg, task_encoder)
 
         localize_groot_processors(preprocessor, Path(policy_cfg.base_model_path))
 

@@ -37,7 +37,7 @@ from dreamgen.policy.mixing import (
     check_mixture,
     passthrough_collate,
 )
-from dreamgen.policy.task_encoding import TASK_FEATURE_KEY, TaskEncoder, resolve_task_conditioning
+from dreamgen.policy.task_encoding import TaskEncoder, resolve_task_conditioning
 from dreamgen.policy.train_data import cycle_batches, open_mixture
 from dreamgen.policy.train_save import POLICY_INFO, save_run_checkpoint, write_json
 from dreamgen.policy.train_setup import (
@@ -167,7 +167,8 @@ def _setup(cfg: PolicyTrainConfig, out: Path) -> _Run:
     ckpt = latest_checkpoint(out) if cfg.resume else None
     mix = open_mixture(cfg.datasets, cams, use_state, embodiment, train_cfg, task_encoder=task_encoder,
                        frame_cache=cfg.frame_cache, frame_cache_gb=cfg.frame_cache_gb, progress=main)
-    policy, preprocessor, postprocessor = _make_policy(cfg, train_cfg, mix, ckpt, accelerator.device.type)
+    policy, preprocessor, postprocessor = _make_policy(cfg, train_cfg, mix, ckpt, accelerator.device.type,
+                                                       task_encoder)
     optimizer, scheduler = make_optimizer_and_scheduler(train_cfg, policy)
     step = 0
     if ckpt is not None:
@@ -191,8 +192,9 @@ def _setup(cfg: PolicyTrainConfig, out: Path) -> _Run:
 
 
 def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt: Path | None,
-                 device_type: str) -> tuple[Any, Any, Any]:
-    """The policy and its processors: fresh (statistics of the mix) or those of the checkpoint resumed."""
+                 device_type: str, task_encoder: TaskEncoder) -> tuple[Any, Any, Any]:
+    """The policy and its processors: fresh (statistics of the mix) or those of the checkpoint resumed.
+    The preprocessor computes the instruction feature from the batch's `task` (task_step.py)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
 
     policy_cfg = train_cfg.policy
@@ -217,7 +219,7 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
         preprocessor, postprocessor = make_pre_post_processors(
             policy_cfg, dataset_stats=mix.meta.stats, dataset_meta=mix.meta
         )
-    policy_family(cfg.policy).prepare_processors(preprocessor, policy_cfg)
+    policy_family(cfg.policy).prepare_processors(preprocessor, policy_cfg, task_encoder)
     return policy, preprocessor, postprocessor
 
 
@@ -241,16 +243,14 @@ def _make_loader(cfg: PolicyTrainConfig, mix: MixedDataset, train_cfg: Any, acce
     )
 
 
-def train_step(run: _Run, batch: dict[str, Any], task_steps: int | None) -> float:
-    """One optimizer step on one batch; returns the loss."""
+def train_step(run: _Run, batch: dict[str, Any]) -> float:
+    """One optimizer step on one batch; returns the loss. The preprocessor adds the instruction feature."""
     import torch
 
     acc = run.accelerator
     for key in run.mix.meta.camera_keys:
         if key in batch and batch[key].dtype == torch.uint8:  # to the device as uint8: 1/4 of the copy
             batch[key] = batch[key].to(acc.device, non_blocking=True).float() / 255.0
-    if run.task_encoder.enabled:
-        batch[TASK_FEATURE_KEY] = run.task_encoder.tensor(batch["task"], steps=task_steps, device=acc.device)
     batch = run.preprocessor(batch)
     run.policy.train()
     with acc.autocast():
@@ -275,15 +275,12 @@ def _train(run: _Run) -> list[float]:
 
     cfg, acc, out = run.cfg, run.accelerator, run.out
     main = acc.is_main_process
-    # the instruction feature gets the time axis the policy's other observations have (diffusion: n_obs_steps)
-    obs_delta = getattr(run.train_cfg.policy, "observation_delta_indices", None)
-    task_steps = len(obs_delta) if obs_delta else None
     bar = tqdm(total=cfg.steps, initial=run.step, desc=f"finetune {cfg.policy}", unit="step", disable=not main)
     batches = cycle_batches(run.loader)
     losses: list[float] = []
     t0 = time.perf_counter()
     while run.step < cfg.steps:
-        losses.append(train_step(run, next(batches), task_steps))
+        losses.append(train_step(run, next(batches)))
         check_finite_loss(losses[-1], run.step + 1, "finetune-policy")  # never saved as a trained policy
         run.step += 1
         bar.update(1)
