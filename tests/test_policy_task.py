@@ -242,9 +242,10 @@ def test_cli_task_conditioning_flag(tmp_path, task_runs):
 
 def _lerobot_pipelines(folder: Path):
     """The checkpoint's processors as LeRobot itself loads them (dreamgen.policy imported: step registered)."""
-    import dreamgen.policy  # noqa: F401
     from lerobot.processor import PolicyProcessorPipeline
     from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+
+    import dreamgen.policy  # noqa: F401
 
     pre = PolicyProcessorPipeline.from_pretrained(folder, config_filename="policy_preprocessor.json",
                                                   overrides={"device_processor": {"device": "cpu"}})
