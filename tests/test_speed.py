@@ -221,3 +221,14 @@ def test_bench_generate_lever_variants_at_toy_size(tmp_path, capsys):
     for v in ("stock", "ours+compile", "ours+fbc", "ours+faster", "ours+fp8", "ours+fast"):
         assert f"| {v} |" in table
     assert "FP8 linears need" in table or torch.cuda.is_available()
+
+
+def test_wan_backbone_samples_a_video_from_a_prompt():
+    # the stock WanImageToVideoPipeline cleans prompts with ftfy (a NameError when it is missing)
+    import benchmarks.bench_wan as bench_wan
+
+    bb = bench_wan.build(True, "cpu", torch.float32)
+    image = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    video = bb.sample(image, "pick up the red cube", negative_prompt="", num_frames=5, num_inference_steps=2,
+                      guidance_scale=1.0, seed=0, fps=10, height=16, width=16)
+    assert video.shape == (5, 16, 16, 3) and video.dtype == np.uint8
