@@ -44,16 +44,14 @@ def compile_for_labelling(model, backend: str = "inductor", mode: str | None = N
     model.compiled_for_labelling = True
 
 
-def _batches(x: torch.Tensor | np.ndarray, size: int, pad: bool):
+def _batches(x: torch.Tensor, size: int, pad: bool):
     """Consecutive slices of `size`; with `pad` the last one is padded (repeating its last row) to `size`,
     returning (slice, number of real rows)."""
     for i in range(0, len(x), size):
         part = x[i:i + size]
         n = len(part)
         if pad and n < size:
-            rep = part[-1:].repeat(size - n, *([1] * (part.ndim - 1))) if torch.is_tensor(part) else \
-                np.repeat(part[-1:], size - n, axis=0)
-            part = torch.cat([part, rep]) if torch.is_tensor(part) else np.concatenate([part, rep])
+            part = torch.cat([part, part[-1:].expand(size - n, *part.shape[1:])])
         yield part, n
 
 
@@ -100,8 +98,8 @@ def label_many(model, embodiment, videos: list[np.ndarray], batch_size: int = 64
     lengths = [len(v) for v in videos]
     frames = np.concatenate([resize_frames(v, cfg.image_size) for v in videos])
     with autocast():  # every frame of every video encoded once, in full batches
-        tokens = torch.cat([model.encode_frames(torch.from_numpy(part).to(device))[:n]
-                            for part, n in _batches(frames, batch_size, pad)])
+        tokens = torch.cat([model.encode_frames(part.to(device))[:n]
+                            for part, n in _batches(torch.from_numpy(frames), batch_size, pad)])
     offsets = np.cumsum([0] + lengths[:-1])
     starts = [np.arange(0, n, stride) for n in lengths]
     windows = np.concatenate([window_indices(t, n, cfg.observation_offsets, cfg.action_horizon)[0][None] + off

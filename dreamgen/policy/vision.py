@@ -80,17 +80,24 @@ def truncate_vision_trunk(policy: Any, layers: int | None) -> None:
     _resize_pools(policy)
 
 
-def _resize_pools(policy: Any) -> None:
+def _trunk_output(policy: Any, enc: Any) -> tuple[int, int, int]:
+    """(C, H, W) of `enc.backbone`'s feature map for the image size the encoder sees (crop, resize or raw)."""
     import torch
-    from lerobot.policies.diffusion.modeling_diffusion import SpatialSoftmax
 
     cfg = policy.config
     h, w = cfg.crop_shape or cfg.resize_shape or next(iter(cfg.image_features.values())).shape[1:]
+    device = next(enc.backbone.parameters()).device
+    with torch.no_grad():
+        return tuple(enc.backbone(torch.zeros(1, 3, h, w, device=device)).shape[1:])
+
+
+def _resize_pools(policy: Any) -> None:
+    from lerobot.policies.diffusion.modeling_diffusion import SpatialSoftmax
+
     for enc in _rgb_encoders(policy):
         device = next(enc.backbone.parameters()).device
-        with torch.no_grad():
-            fmap = enc.backbone(torch.zeros(1, 3, h, w, device=device)).shape[1:]
-        enc.pool = SpatialSoftmax(tuple(fmap), num_kp=cfg.spatial_softmax_num_keypoints).to(device)
+        enc.pool = SpatialSoftmax(_trunk_output(policy, enc), num_kp=policy.config.spatial_softmax_num_keypoints
+                                  ).to(device)
 
 
 def _film_module(feature_dim: int, channels: int) -> Any:
@@ -117,20 +124,13 @@ def _film_module(feature_dim: int, channels: int) -> Any:
 
 def add_instruction_film(policy: Any) -> None:
     """Append an instruction FiLM to every image encoder's trunk and feed it from the batch's feature."""
-    import torch
-
-    cfg = policy.config
-    feat = cfg.input_features.get(ENV_STATE_KEY)
+    feat = policy.config.input_features.get(ENV_STATE_KEY)
     if feat is None:
         raise DreamgenError(f"vision_instruction_film needs the instruction feature ({ENV_STATE_KEY}); "
                             "train with task_conditioning bow")
-    encoders = _rgb_encoders(policy)
-    h, w = cfg.crop_shape or cfg.resize_shape or next(iter(cfg.image_features.values())).shape[1:]
-    for enc in encoders:
-        device = next(enc.backbone.parameters()).device
-        with torch.no_grad():
-            channels = enc.backbone(torch.zeros(1, 3, h, w, device=device)).shape[1]
-        enc.backbone.append(_film_module(int(feat.shape[0]), int(channels)).to(device))
+    for enc in _rgb_encoders(policy):
+        channels = _trunk_output(policy, enc)[0]
+        enc.backbone.append(_film_module(int(feat.shape[0]), channels).to(next(enc.backbone.parameters()).device))
     core = policy.diffusion
     core._prepare_global_conditioning = types.MethodType(_conditioning_with_film(type(core)), core)
 
