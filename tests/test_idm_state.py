@@ -226,7 +226,9 @@ def test_compiled_labelling_pads_batches_and_gives_the_eager_labels():
     videos = [ep.frames[:n] for ep, n in zip(moving_square_episodes(2, length=24, seed=1), (24, 13), strict=True)]
     eager = label_many(_tiny_flow_idm(), emb, videos, batch_size=8, seed=3, stride=2)
     model = _tiny_flow_idm()
+    keys = list(model.state_dict())
     compile_for_labelling(model, backend="eager")  # dynamo tracing on CPU in seconds; GPUs use inductor
+    assert list(model.state_dict()) == keys  # compiled methods on the instance: no _orig_mod in checkpoint keys
     shapes = []
     encode = model.encode_frames
     model.encode_frames = lambda x: shapes.append(len(x)) or encode(x)

@@ -37,10 +37,13 @@ def ensemble_chunks(chunks: np.ndarray, length: int | None = None, starts: np.nd
 
 
 def compile_for_labelling(model, backend: str = "inductor", mode: str | None = None) -> None:
-    """torch.compile the image encoder and the action DiT's velocity field (inference, fixed shapes:
-    `label_many` pads its last batches to full size so one graph serves every call)."""
-    model.encoder = torch.compile(model.encoder, dynamic=False, backend=backend, mode=mode)
-    model.velocity = torch.compile(model.velocity, dynamic=False, backend=backend, mode=mode)
+    """torch.compile the three calls of labelling: the per-frame encoding (preprocess + image encoder +
+    projection), the context mix and the action DiT's velocity field (inference, fixed shapes: `label_many`
+    pads its last batches to full size so one graph serves every call). The compiled methods shadow the
+    model's own on this instance only: its modules and state dict are untouched. With mode="reduce-overhead"
+    (CUDA graphs) a call's outputs are overwritten by the next call; `label_many` copies what it keeps."""
+    for name in ("encode_frames", "mix", "velocity"):
+        setattr(model, name, torch.compile(getattr(model, name), dynamic=False, backend=backend, mode=mode))
     model.compiled_for_labelling = True
 
 
@@ -71,6 +74,28 @@ def label_frames(model, embodiment, frames: np.ndarray, batch_size: int = 64, nu
     return label_many(model, embodiment, [frames], batch_size, num_steps, seed, device, autocast, stride)[0]
 
 
+def _frames_tensor(videos: list[np.ndarray], size, pin: bool) -> torch.Tensor:
+    """All videos' frames resized to the encoder's size, concatenated into one uint8 tensor (in pinned memory
+    when `pin`, so that batches go to the GPU with non-blocking copies)."""
+    from dreamgen.idm.data import resize_frames
+
+    parts = [torch.from_numpy(resize_frames(v, size)) for v in videos]
+    out = torch.empty((sum(len(x) for x in parts), *parts[0].shape[1:]), dtype=torch.uint8, pin_memory=pin)
+    return torch.cat(parts, out=out)
+
+
+def _encode_all(model, frames: torch.Tensor, batch_size: int, pad: bool, device: torch.device) -> torch.Tensor:
+    """uint8 frames (N, H, W, 3) -> tokens (N, P, hidden), each batch's real rows copied out of the encoder's
+    output before the next call (a CUDA graph's next replay overwrites it)."""
+    tokens = None
+    for i, (part, n) in enumerate(_batches(frames, batch_size, pad)):
+        out = model.encode_frames(part.to(device, non_blocking=True))
+        if tokens is None:
+            tokens = out.new_empty((len(frames), *out.shape[1:]))
+        tokens[i * batch_size:i * batch_size + n] = out[:n]
+    return tokens
+
+
 def _video_noise(model, n: int, seed: int) -> torch.Tensor:
     """The starting noise of a video's n chunks, from its own generator (independent of batching)."""
     gen = torch.Generator().manual_seed(seed)
@@ -88,7 +113,7 @@ def check_stride(stride: int, horizon: int) -> None:
 def label_many(model, embodiment, videos: list[np.ndarray], batch_size: int = 64, num_steps: int | None = None,
                seed: int = 0, device: torch.device | str = "cpu", autocast=None, stride: int = 1) -> list[np.ndarray]:
     """A flow IDM over several videos at once -> raw actions (T_i, A) per video."""
-    from dreamgen.idm.data import resize_frames, window_indices
+    from dreamgen.idm.data import window_indices
 
     cfg = model.config
     check_stride(stride, cfg.action_horizon)
@@ -96,10 +121,9 @@ def label_many(model, embodiment, videos: list[np.ndarray], batch_size: int = 64
     autocast = autocast or (lambda: torch.autocast(device.type, enabled=False))
     pad = bool(getattr(model, "compiled_for_labelling", False))
     lengths = [len(v) for v in videos]
-    frames = np.concatenate([resize_frames(v, cfg.image_size) for v in videos])
+    frames = _frames_tensor(videos, cfg.image_size, pin=device.type == "cuda")
     with autocast():  # every frame of every video encoded once, in full batches
-        tokens = torch.cat([model.encode_frames(part.to(device))[:n]
-                            for part, n in _batches(torch.from_numpy(frames), batch_size, pad)])
+        tokens = _encode_all(model, frames, batch_size, pad, device)
     offsets = np.cumsum([0] + lengths[:-1])
     starts = [np.arange(0, n, stride) for n in lengths]
     windows = np.concatenate([window_indices(t, n, cfg.observation_offsets, cfg.action_horizon)[0][None] + off
@@ -110,6 +134,8 @@ def label_many(model, embodiment, videos: list[np.ndarray], batch_size: int = 64
                                   _batches(noise, batch_size, pad), strict=True):
         with autocast():
             context = model.mix(tokens[idx])
+            if pad:  # compiled: a CUDA graph's output, which the velocity calls' replays would overwrite
+                context = context.clone()
             chunks.append(model.sample(context=context, num_steps=num_steps, noise=eps).cpu().numpy()[:n])
     chunks = np.concatenate(chunks)  # (sum of windows, H, A) normalised
     raw = embodiment.unnormalize_action(chunks.reshape(-1, chunks.shape[-1])).reshape(chunks.shape)
