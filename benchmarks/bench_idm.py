@@ -51,6 +51,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (encoder + action DiT)")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--videos-per-batch", type=int, default=8, help="videos labelled together on the fast path")
+    p.add_argument("--profile", metavar="FILE", help="after the timed fast path, run it once more under "
+                   "torch.profiler and write its operator table (by self device time on a GPU) to FILE")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--quality", metavar="CHECKPOINT", help="measure quality of this checkpoint instead of speed")
     p.add_argument("--dataset", help="with --quality: the dataset (default: the checkpoint's training dataset)")
@@ -105,6 +107,9 @@ def speed(args) -> None:
     group = args.videos_per_batch
     fast, t_fast = timed(lambda: [a for i in range(0, len(videos), group)
                                   for a in label_many(model, emb, videos[i:i + group], **kw)])
+    if args.profile:
+        _profile(args.profile, lambda: [label_many(model, emb, videos[i:i + group], **kw)
+                                        for i in range(0, len(videos), group)], device)
     diff = max(float(np.abs(a - b).max()) for a, b in zip(slow, fast, strict=True))
     n = args.frames * args.videos
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -116,6 +121,29 @@ def speed(args) -> None:
            f"offsets {offsets}, H={args.horizon}, {args.steps or cfg.num_inference_steps} steps, stride "
            f"{args.stride} | {n / t_slow:.1f} | {n / t_fast:.1f} ({fast_name}) | {diff:.1e} | {mem} |")
     _record(args, "IDM labelling speed", SPEED_HEADER, row)
+
+
+def _profile(path: str, fn, device) -> None:
+    """fn once under torch.profiler (CPU, and CUDA on a GPU) -> FILE: the 25 operators with the most self time
+    (device time on a GPU, then a second table by CPU time for the host side), and the profiled run's wall time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    table = prof.key_averages()
+    text = [f"profiled fast path: {wall:.3f} s wall (profiler overhead included)\n"]
+    for key in (["self_cuda_time_total"] if cuda else []) + ["self_cpu_time_total"]:
+        text.append(f"sorted by {key}\n" + table.table(sort_by=key, row_limit=25) + "\n")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(text))
+    print(f"profile written to {path}")
 
 
 def quality(args) -> None:
