@@ -17,6 +17,10 @@
 # Knobs: WM2_VAE_STEPS, WM2_STEPS (upper bounds), WM2_VAE_MIN, WM2_MIN (wall-time caps, minutes),
 # WM2_LAYERS, WM2_HEADS (transformer depth, width / 64; default 8, 4), WM2_VAE_BATCH (8), WM2_BATCH, WM2_EVAL_N, WM2_PRIOR_N
 # (episodes per arm x environment), WM2_TARGET_N (x 3), WM2_PY (python), WM2_WORK.
+# WM2_VAE_ONLY=1: the autoencoder alone (issue #15's round-trip bar and its throughput): the same data and
+# autoencoder phase, then one transformer step at batch 2 without latent precomputation (finetune-wm writes
+# a loadable model only after its transformer phase), the round trip on every held-out set (no dreams), and
+# the fp16 autoencoder under OUT/pack/vae.
 # WM2_TINY=1 runs the same steps at smoke size on a CPU.
 set -u
 out=${1:?usage: wm_v2.sh OUT}
@@ -44,6 +48,13 @@ if [ -n "${WM2_LAYERS:-}${WM2_HEADS:-}${WM2_VAE_BATCH:-}" ]; then  # transformer
   preset="$work/toy_v2_custom.yaml"  # WM2_VAE_BATCH: clips per autoencoder step (the first run: 1.3 steps/s at 8)
   sed -e "s/^  num_layers: 8 /  num_layers: ${WM2_LAYERS:-8} /" -e "s/^  num_attention_heads: 4$/  num_attention_heads: ${WM2_HEADS:-4}/" \
     -e "s/^  vae_batch_size: 8 /  vae_batch_size: ${WM2_VAE_BATCH:-8} /" dreamgen/configs/worldmodel/toy_v2.yaml > "$preset"
+fi
+vae_only=${WM2_VAE_ONLY:-0}
+if [ "$vae_only" = 1 ]; then  # the transformer phase: negligible (1 step, batch 2, no latent bank)
+  src=$preset; [ -f "$src" ] || src=dreamgen/configs/worldmodel/$preset.yaml
+  preset="$work/toy_v2_vae_only.yaml"
+  sed 's/^  precompute_latents: true/  precompute_latents: false/' "$src" > "$preset.tmp" && mv "$preset.tmp" "$preset"
+  steps=1; batch=2
 fi
 t_start=$(date +%s)
 
@@ -76,6 +87,26 @@ if [ ! -f "$work/wm/dreamgen_wm.json" ]; then
 fi
 cp "$work/wm/loss.csv" "$work/wm/loss.png" "$out/" 2>/dev/null
 say "trained ($(( $(date +%s) - t_start )) s)"
+
+if [ "$vae_only" = 1 ]; then
+  say "autoencoder round trip"
+  for d in "$work"/data/held_*; do
+    name=$(basename "$d"); name=${name#held_}
+    $py -m dreamgen.worldmodel.evaluate "$work/wm" "$d" "$work/eval/$name" --vae-only --num "$eval_n" --device "$dev" \
+      > "$out/logs/vae_$name.log" 2>&1 || say "FAILED vae round trip $name"
+    mkdir -p "$out/eval/$name"
+    cp "$work/eval/$name"/vae_roundtrip.{json,png} "$out/eval/$name/" 2>/dev/null
+  done
+  say "pack (autoencoder)"
+  $py scripts/gpu/pack_wm.py "$work/wm" "$work/pack" >> "$out/logs/pack.log" 2>&1 || say "FAILED pack"
+  rm -rf "$out/pack/vae"; cp -r "$work/pack/model/vae" "$out/pack/vae" 2>> "$out/logs/pack.log" || say "FAILED pack vae"
+  $py -m dreamgen.worldmodel.evaluate "$work/pack" "$work/data/held_pick_place_default" "$work/eval/pack_cpu" \
+    --vae-only --num 2 --device cpu > "$out/logs/pack_check.log" 2>&1 || say "FAILED pack check"
+  $py scripts/gpu/summarize_wm2.py "$out" > "$out/results.json" 2>> "$out/logs/pack.log"
+  du -sh "$out/pack/vae" >> "$out/logs/pack.log" 2>&1
+  say "done ($(( $(date +%s) - t_start )) s)"
+  exit 0
+fi
 
 say "evaluate"
 ev() {  # a held-out set: autoencoder round trip, then dreams + pixel judge
