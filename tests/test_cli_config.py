@@ -41,7 +41,7 @@ COMMANDS = {
         command_only={"config"},  # the YAML preset the other settings come from
         not_on_cli={"lerobot_args",  # the unknown --policy.* / --optimizer.* flags
                     "command", "vision_trunk_layers",
-                    "vision_instruction_film"},  # recorded by the command / set in presets
+                    "vision_instruction_film", "vision_pretrained_trunk"},  # recorded by the command / set in presets
     ),
     "finetune-wm": dict(
         config="dreamgen.worldmodel.finetune:FinetuneConfig",

@@ -136,5 +136,33 @@ def frame_cmd(
     typer.echo(json.dumps({"image": str(out), "instruction": instruction}))
 
 
+@tw_app.command("pretrain-trunk")
+def pretrain_trunk_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for trunk.safetensors + trunk.json."),
+    arm_styles: list[str] = typer.Option(["blue_box,floating"], "--arm-styles",
+                                         help="Comma-separated prior arm styles (never 'default', the target)."),
+    behaviors: list[str] = typer.Option(["all"], "--behaviors", help="Comma-separated behaviors, or 'all'."),
+    envs: list[str] = typer.Option(["all"], "--envs", help="Comma-separated environments, or 'all'."),
+    episodes: int = typer.Option(40, "--episodes", help="Expert episodes per (arm style, behavior, env).",
+                                 callback=at_least(1)),
+    seed: int = typer.Option(50_000, "--seed", help="Layout seed (keep it apart from demo and eval seeds)."),
+    layers: int = typer.Option(2, "--layers", help="Trunk depth: the policy's vision_trunk_layers.",
+                               callback=in_range(1, 4)),
+    crop: int = typer.Option(90, "--crop", help="Training crop: the policy's crop_shape.", callback=at_least(8)),
+    steps: int = typer.Option(3000, "--steps", help="Training steps.", callback=at_least(1)),
+    batch_size: int = typer.Option(256, "--batch-size", callback=at_least(1)),
+    device: str = typer.Option("auto", "--device"),
+    workers: int = typer.Option(1, "--workers", help="Rendering processes.", callback=at_least(1)),
+) -> None:
+    """Pretrain a diffusion policy's image trunk to find objects, plate, bin and gripper in prior-arm
+    frames (ToyWorld's stand-in for ImageNet weights); use it with the policy key vision_pretrained_trunk."""
+    from dreamgen.toyworld.trunk import TrunkConfig, train_trunk
+
+    cfg = TrunkConfig(out=str(out), arm_styles=_names(arm_styles), behaviors=_names(behaviors),
+                      envs=_names(envs), episodes=episodes, seed=seed, layers=layers, crop=crop, steps=steps,
+                      batch_size=batch_size, device=device, workers=workers)
+    typer.echo(json.dumps(train_trunk(cfg)["held_out"], indent=2))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tw_app, name="toyworld")

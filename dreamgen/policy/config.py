@@ -49,6 +49,9 @@ class PolicyTrainConfig:
     vision_trunk_layers: int | None = None
     # diffusion only: FiLM the trunk's feature map with the instruction feature (needs task_conditioning bow)
     vision_instruction_film: bool = False
+    # diffusion only: start the image trunk from this pretrained folder (`dreamgen toyworld pretrain-trunk`:
+    # trunk.safetensors + trunk.json); relative paths are taken from the working directory. See vision.py.
+    vision_pretrained_trunk: str | None = None
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)

@@ -201,14 +201,16 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
     vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film)
-    if not vision.is_stock:
-        from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights
+    if not vision.is_stock or cfg.vision_pretrained_trunk:
+        from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights, load_pretrained_trunk
 
         policy_cfg.pretrained_path = None  # an adapted encoder cannot load through LeRobot: load its weights below
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
         adapt_image_encoder(policy, vision)
         if ckpt is not None:
             load_adapted_weights(policy, ckpt / "pretrained_model", vision)
+        elif cfg.vision_pretrained_trunk:
+            log.info("image trunk from %s", load_pretrained_trunk(policy, cfg.vision_pretrained_trunk))
     else:
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
     if ckpt is not None:

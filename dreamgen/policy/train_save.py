@@ -59,6 +59,7 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
         "task_conditioning": (task_encoder or TaskEncoder("none")).to_json(),
         "vision_trunk_layers": cfg.vision_trunk_layers,
         "vision_instruction_film": cfg.vision_instruction_film,
+        "vision_pretrained_trunk": _trunk_provenance(cfg.vision_pretrained_trunk),
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     write_json(pm / POLICY_INFO, info)
@@ -81,3 +82,13 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     raise TypeError(type(o))
 
+
+def _trunk_provenance(folder: str | None) -> dict[str, str] | None:
+    """Where the image trunk started from (None: LeRobot's initialisation), with its weights' hash."""
+    if not folder:
+        return None
+    import hashlib
+
+    weights = Path(folder) / "trunk.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "missing"
+    return {"path": str(folder), "sha256": digest}

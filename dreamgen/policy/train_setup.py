@@ -84,11 +84,25 @@ def build_train_config(cfg: PolicyTrainConfig, device: str) -> Any:
     except (ValueError, TypeError) as exc:
         raise DreamgenError(f"LeRobot config: {exc}") from exc
     family.configure(train_cfg.policy, cfg.pretrained, cfg.lerobot_args)
-    _offline_backbone(train_cfg.policy, cfg.lerobot_args)
+    if cfg.vision_pretrained_trunk:
+        _trunk_backbone(train_cfg.policy, cfg.lerobot_args)
+    else:
+        _offline_backbone(train_cfg.policy, cfg.lerobot_args)
     if train_cfg.use_policy_training_preset:
         train_cfg.optimizer = train_cfg.policy.get_optimizer_preset()
         train_cfg.scheduler = train_cfg.policy.get_scheduler_preset()
     return train_cfg
+
+
+def _trunk_backbone(policy_cfg: Any, passed: list[str]) -> None:
+    """vision_pretrained_trunk replaces torchvision's weights; its trunk was trained with GroupNorm."""
+    if any(a.startswith(("--policy.pretrained_backbone_weights", "--policy.use_group_norm")) for a in passed):
+        raise DreamgenError("vision_pretrained_trunk sets the image backbone's weights and GroupNorm; drop "
+                            "--policy.pretrained_backbone_weights / --policy.use_group_norm")
+    if not hasattr(policy_cfg, "use_group_norm"):
+        raise DreamgenError(f"vision_pretrained_trunk applies to the diffusion policy, not {type(policy_cfg).__name__}")
+    policy_cfg.pretrained_backbone_weights = None
+    policy_cfg.use_group_norm = True
 
 
 def _offline_backbone(policy_cfg: Any, passed: list[str]) -> None:

@@ -188,3 +188,38 @@ def load_adapted_weights(policy: Any, folder: Path, spec: VisionSpec) -> Any:
                             f"{str(exc).splitlines()[0]}") from None
     return policy
 
+
+
+def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
+    """Start every image encoder from a pretrained trunk (`dreamgen toyworld pretrain-trunk`'s folder): the
+    trunk weights strictly, and its keypoint head into the first keypoints of the spatial softmax (the rest
+    keep LeRobot's initialisation). Returns provenance for dreamgen_policy.json."""
+    import hashlib
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights, meta = folder / "trunk.safetensors", folder / "trunk.json"
+    if not (weights.is_file() and meta.is_file()):
+        raise DreamgenError(f"vision_pretrained_trunk {folder}: needs trunk.safetensors and trunk.json "
+                            "(made by `dreamgen toyworld pretrain-trunk`)")
+    state = load_file(str(weights))
+    trunk = {k[len("trunk."):]: v.float() for k, v in state.items() if k.startswith("trunk.")}
+    head = {k[len("head."):]: v.float() for k, v in state.items() if k.startswith("head.")}
+    for enc in _rgb_encoders(policy):
+        layers = [m for m in enc.backbone.children() if type(m).__name__ != "InstructionFiLM"]
+        try:
+            torch.nn.Sequential(*layers).load_state_dict(trunk, strict=True)
+        except RuntimeError as exc:
+            raise DreamgenError(f"{weights} does not fit the policy's image trunk (vision_trunk_layers "
+                                f"{json.loads(meta.read_text())['recipe'].get('layers')} in the file): "
+                                f"{str(exc).splitlines()[0]}") from None
+        conv = getattr(enc.pool, "nets", None)
+        if head and conv is not None and conv.weight.shape[1:] == head["weight"].shape[1:]:
+            k = min(conv.weight.shape[0], head["weight"].shape[0])
+            with torch.no_grad():
+                conv.weight[:k] = head["weight"][:k].to(conv.weight)
+                conv.bias[:k] = head["bias"][:k].to(conv.bias)
+    return {"path": str(folder), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}

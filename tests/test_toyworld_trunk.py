@@ -1,0 +1,95 @@
+"""A policy image trunk pretrained on labelled prior-arm ToyWorld frames (toyworld/keypoints.py, trunk.py)
+and loaded into a diffusion policy (policy/vision.py `load_pretrained_trunk`)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dreamgen.errors import DreamgenError
+
+
+def test_keypoints_sit_on_their_objects():
+    from dreamgen.toyworld.keypoints import KEYPOINT_NAMES, KeypointJob, render_job
+
+    frames, points = render_job(KeypointJob("floating", "pick_place", "default", 1, 7, 96, every=1))
+    assert frames.shape[1:] == (96, 96, 3) and points.shape == (len(frames), len(KEYPOINT_NAMES), 2)
+    assert ((points > 0) & (points < 96)).all()
+    first = frames[0].astype(int)
+    colour = {"red cube": 0, "green cube": 1, "blue cube": 2}
+    for name, ch in colour.items():  # the labelled pixel shows that object's colour
+        r, c = np.round(points[0, KEYPOINT_NAMES.index(name)]).astype(int)
+        px = first[r, c]
+        assert px[ch] > px[[i for i in range(3) if i != ch]].max() + 40, (name, px)
+    grip = points[:, KEYPOINT_NAMES.index("gripper")]
+    assert np.abs(grip[-1] - grip[0]).max() > 5  # the gripper keypoint follows the hand
+
+
+def test_grid_coordinates_round_trip():
+    from dreamgen.toyworld.trunk import grid_to_pixels, pixels_to_grid
+
+    pts = np.array([[[3.5, 3.5], [86.5, 86.5], [40.0, 12.25]]], np.float32)
+    grid = pixels_to_grid(pts, 90, 12)
+    assert np.allclose(grid_to_pixels(grid, 90, 12), pts, atol=1e-4)
+    assert np.allclose(pixels_to_grid(np.array([[[3.25, 85.75]]], np.float32), 90, 12), [[[1.0, -1.0]]], atol=1e-5)
+
+
+def _train(tmp_path, name, steps, layers=2):
+    from dreamgen.toyworld.trunk import TrunkConfig, train_trunk
+
+    cfg = TrunkConfig(out=str(tmp_path / name), arm_styles=["floating"], behaviors=["pick_place"],
+                      envs=["default", "checker"], episodes=6, held_out_episodes=1, image_size=48, crop=44,
+                      layers=layers, steps=steps, batch_size=32, lr=3e-3, device="cpu")
+    torch.manual_seed(0)
+    return train_trunk(cfg, progress=False)
+
+
+def test_pretrained_trunk_localises_and_a_policy_starts_from_it(tmp_path):
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from safetensors.torch import load_file
+
+    from dreamgen.policy.vision import VisionSpec, adapt_image_encoder, load_pretrained_trunk
+    from tests.test_policy_vision import _config
+
+    untrained, trained = _train(tmp_path, "t1", 1), _train(tmp_path, "t300", 300)
+    err = lambda info: np.mean(list(info["held_out"]["median_px"].values()))  # noqa: E731
+    assert err(trained) < 0.6 * err(untrained), (err(trained), err(untrained))
+    assert json.loads((tmp_path / "t300" / "trunk.json").read_text())["recipe"]["arm_styles"] == ["floating"]
+
+    policy = DiffusionPolicy(_config())
+    adapt_image_encoder(policy, VisionSpec(2, instruction_film=True))
+    prov = load_pretrained_trunk(policy, tmp_path / "t300")
+    assert len(prov["sha256"]) == 16
+    state = load_file(str(tmp_path / "t300" / "trunk.safetensors"))
+    enc = policy.diffusion.rgb_encoder
+    enc = enc[0] if isinstance(enc, torch.nn.ModuleList) else enc
+    assert torch.equal(enc.backbone[0].weight, state["trunk.0.weight"])
+    assert torch.equal(enc.pool.nets.weight[:7], state["head.weight"])  # keypoints seeded by the head
+
+    _train(tmp_path, "l1", 1, layers=1)
+    with pytest.raises(DreamgenError, match="does not fit the policy's image trunk"):
+        load_pretrained_trunk(policy, tmp_path / "l1")
+    with pytest.raises(DreamgenError, match="needs trunk.safetensors"):
+        load_pretrained_trunk(policy, tmp_path / "nothing")
+
+
+def test_pretrain_trunk_refuses_the_target_arm(tmp_path):
+    from dreamgen.toyworld.trunk import TrunkConfig, train_trunk
+
+    with pytest.raises(DreamgenError, match="target arm"):
+        train_trunk(TrunkConfig(out=str(tmp_path / "x"), arm_styles=["default"]), progress=False)
+
+
+def test_a_pretrained_trunk_means_groupnorm_and_no_torchvision_weights():
+    from types import SimpleNamespace
+
+    from dreamgen.policy.train_setup import _trunk_backbone
+
+    cfg = SimpleNamespace(pretrained_backbone_weights="ResNet18_Weights.IMAGENET1K_V1", use_group_norm=False)
+    _trunk_backbone(cfg, ["--policy.horizon=16"])
+    assert cfg.pretrained_backbone_weights is None and cfg.use_group_norm is True
+    with pytest.raises(DreamgenError, match="drop --policy.pretrained_backbone_weights"):
+        _trunk_backbone(cfg, ["--policy.use_group_norm=false"])
+    with pytest.raises(DreamgenError, match="applies to the diffusion policy"):
+        _trunk_backbone(SimpleNamespace(pretrained_backbone_weights=None), [])
