@@ -21,7 +21,7 @@ out=$(mkdir -p "$out" && cd "$out" && pwd)
 mkdir -p "$out"/{data,logs,eval,pack,bench}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ns=(25 50 100 200); big=200; dev=cuda; eval_n=100
-steps=${R4_STEPS:-5000}; train_s=${R4_TRAIN_S:-540}; save=1000
+steps=${R4_STEPS:-5000}; train_s=${R4_TRAIN_S:-480}; save=1000
 say "start ($(nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null))"
 
 if [ "${R4_SKIP_BENCH:-0}" != 1 ]; then
@@ -49,8 +49,8 @@ for n in "${ns[@]}"; do
   $dg toyworld collect --behaviors pick_place --envs default --episodes "$n" --seed 0 --out "$out/data/pp$n" \
     > "$out/logs/collect_pp$n.log" 2>&1 || say "FAILED collect $n" &
 done
-timeout 600 $dg toyworld pretrain-trunk -o "$out/trunk" --episodes "${R4_TRUNK_EPISODES:-40}" \
-  --steps "${R4_TRUNK_STEPS:-3000}" --device cuda --workers 8 > "$out/logs/trunk.log" 2>&1 || say "FAILED trunk"
+timeout 600 $dg toyworld pretrain-trunk -o "$out/trunk" --episodes "${R4_TRUNK_EPISODES:-30}" \
+  --steps "${R4_TRUNK_STEPS:-3000}" --device cuda --workers 12 > "$out/logs/trunk.log" 2>&1 || say "FAILED trunk"
 wait  # the demos (and the Cosmos bench)
 say "collected, trunk: $(tr -d '\n ' < "$out/trunk/trunk.json" 2>/dev/null | grep -o '"median_px":{[^}]*}')"
 
