@@ -263,3 +263,17 @@ def test_scratch_toy_trains_autoencoder_then_transformer(work):
     assert vae_cfg["latents_std"] != [1.0] * 8  # measured on the data after stage 1
     assert (out / "model" / "tokenizer" / "chat_template.jinja").is_file()  # the in-code template travels
     assert load_world_model(out).encode_prompts(["pick"]).shape == (1, 32, 32)
+
+
+def test_scheduler_tables_stay_on_the_cpu_inside_a_device_context():
+    """bench_generate_cosmos2_5 builds the backbone under `with torch.device("cuda")`; UniPC's set_timesteps
+    reads alphas_cumprod with numpy, which failed on the H200 (2026-11-29) when the table was a CUDA tensor."""
+    import torch
+
+    from dreamgen.worldmodel.cosmos2_5 import flow_scheduler
+
+    with torch.device("meta"):
+        sched = flow_scheduler()
+    assert sched.alphas_cumprod.device.type == "cpu"
+    sched.set_timesteps(4)
+    assert len(sched.timesteps) == 4

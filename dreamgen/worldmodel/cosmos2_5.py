@@ -75,9 +75,11 @@ def build_text_encoder(cfg: dict[str, Any], vocab_size: int) -> Qwen2_5_VLForCon
 
 def flow_scheduler() -> UniPCMultistepScheduler:
     """The released checkpoints' sampler (diffusers' conversion script): UniPC on Karras sigmas in
-    [0.01, 200] mapped to flow sigmas sigma / (1 + sigma), velocity ("flow") prediction."""
-    return UniPCMultistepScheduler(use_karras_sigmas=True, use_flow_sigmas=True, prediction_type="flow_prediction",
-                                   sigma_max=200.0, sigma_min=0.01)
+    [0.01, 200] mapped to flow sigmas sigma / (1 + sigma), velocity ("flow") prediction. Its tables are
+    built on the CPU whatever device context the caller is in: `set_timesteps` reads them with numpy."""
+    with torch.device("cpu"):
+        return UniPCMultistepScheduler(use_karras_sigmas=True, use_flow_sigmas=True,
+                                       prediction_type="flow_prediction", sigma_max=200.0, sigma_min=0.01)
 
 
 class DreamgenCosmos25Pipeline(GuardedPipeline, Cosmos2_5_PredictBasePipeline):
