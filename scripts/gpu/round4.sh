@@ -14,7 +14,7 @@
 #      and environments too; the grounding probes (benchmarks/probe_policy_grounding.py) on the largest N;
 #   e. pack the policies (fp16) and the trunk into OUT/pack, a summary JSON.
 # Usage (after scripts/gpu/setup.sh): (setsid nohup bash scripts/gpu/round4.sh OUT >/dev/null 2>&1 &)
-# Knobs: R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_TRAIN_S, R4_STEPS, R4_TRUNK_EPISODES, R4_TRUNK_STEPS.
+# Knobs: R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_COSMOS_AT_EVAL=1 (the Cosmos bench during d.), R4_TRAIN_S, R4_STEPS, R4_TRUNK_EPISODES, R4_TRUNK_STEPS.
 set -u
 out=${1:?usage: round4.sh OUT}
 out=$(mkdir -p "$out" && cd "$out" && pwd)
@@ -65,6 +65,10 @@ wait
 say "policies trained"
 
 say "d. evaluate"
+if [ "${R4_COSMOS_AT_EVAL:-0}" = 1 ]; then  # beside the (CPU-bound) evaluation when device time is short
+  timeout 420 $py benchmarks/bench_generate_cosmos2_5.py --device cuda --sizes 432x768 --variants stock,ours,ours+cudnn \
+    --repeats 1 > "$out/bench/cosmos2_5.md" 2> "$out/logs/bench_cosmos2_5.log" || say "FAILED cosmos bench (exit $?)" &
+fi
 for n in "${ns[@]}"; do ev "n$n" pick_place default & done
 ev_held_out
 MUJOCO_GL=egl $py benchmarks/probe_policy_grounding.py "$out/pol_n$big" --layouts 10 \
