@@ -71,8 +71,18 @@ for _name in COMMAND_MODULES:
     _module.register(app)
 
 
+def quiet_progress_in_logs(stream=None) -> None:
+    """Progress bars redraw in place on a terminal; written to a log file every redraw is a new line (a
+    10-minute training left ~20,000 of them). Off a terminal, tqdm redraws at most every 30 s instead
+    (tqdm reads TQDM_* variables as its defaults; a value the user set wins)."""
+    stream = sys.stderr if stream is None else stream
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
+
+
 def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
+    quiet_progress_in_logs()
     try:
         app()
     except DreamgenError as exc:

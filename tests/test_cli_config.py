@@ -41,7 +41,8 @@ COMMANDS = {
         command_only={"config"},  # the YAML preset the other settings come from
         not_on_cli={"lerobot_args",  # the unknown --policy.* / --optimizer.* flags
                     "command", "vision_trunk_layers",
-                    "vision_instruction_film", "vision_pretrained_trunk"},  # recorded by the command / set in presets
+                    "vision_instruction_film", "vision_pretrained_trunk",
+                    "vision_freeze_trunk", "vision_attended_keypoints"},  # recorded by the command / set in presets
     ),
     "finetune-wm": dict(
         config="dreamgen.worldmodel.finetune:FinetuneConfig",
@@ -172,3 +173,25 @@ def test_choice_lists_are_read_as_draccus_reads_comments():
     assert _choices("auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32") == {"auto", "bf16", "fp32"}
     assert _choices('Instruction feature: "bow" | "none"; None = bow') == {"bow", "none"}
     assert _choices("Run folder for checkpoints.") is None
+
+
+def test_progress_bars_are_quiet_in_log_files():
+    """Off a terminal, tqdm (which reads TQDM_* defaults when imported) redraws at most every 30 s."""
+    import subprocess
+    import sys
+
+    probe = ("import io, sys\nfrom dreamgen.cli import quiet_progress_in_logs\n"
+             "class T(io.StringIO):\n    def isatty(self): return True\n"
+             "quiet_progress_in_logs(T() if sys.argv[1] == 'tty' else io.StringIO())\n"
+             "from tqdm import tqdm\nprint(tqdm(total=1, file=io.StringIO()).mininterval)")
+
+    def mininterval(where: str, env: dict | None = None) -> float:
+        import os
+
+        e = {k: v for k, v in os.environ.items() if k != "TQDM_MININTERVAL"} | (env or {})
+        out = subprocess.run([sys.executable, "-c", probe, where], capture_output=True, text=True, env=e, check=True)
+        return float(out.stdout.strip())
+
+    assert mininterval("tty") == 0.1  # tqdm's own default on a terminal
+    assert mininterval("file") == 30.0
+    assert mininterval("file", {"TQDM_MININTERVAL": "2"}) == 2.0  # the user's value wins
