@@ -101,3 +101,48 @@ def test_film_needs_the_instruction_feature_and_spec_from_info():
     assert VisionSpec.from_info({"vision_trunk_layers": 2, "vision_instruction_film": True}) == VisionSpec(2, True)
     with pytest.raises(DreamgenError, match="vision_trunk_layers"):
         VisionSpec(7)
+
+
+def test_attended_keypoints_start_as_means_and_follow_the_instruction():
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    from dreamgen.policy.vision import VisionSpec, adapt_image_encoder, freeze_trunk
+
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(_config())
+    adapt_image_encoder(policy, VisionSpec(2, instruction_film=True, attended_keypoints=2))
+    enc = policy.diffusion.rgb_encoder[0]
+    feats = torch.randn(3, enc.pool.pool._in_c, enc.pool.pool._in_h, enc.pool.pool._in_w)
+    enc.pool.instruction = torch.eye(16)[:3]
+    kp = enc.pool(feats)
+    plain = enc.pool.pool(feats)
+    assert kp.shape == plain.shape
+    assert torch.allclose(kp[:, :-2], plain[:, :-2])
+    assert torch.allclose(kp[:, -2:], plain.mean(1, keepdim=True).expand(-1, 2, -1), atol=1e-6)  # zero init
+    with torch.no_grad():  # instruction i picks keypoint i in both slots
+        w = enc.pool.attend.weight.view(2, plain.shape[1], 16)
+        for i in range(3):
+            w[:, i, i] = 50.0
+    kp = enc.pool(feats)
+    assert torch.allclose(kp[:, -1], plain[torch.arange(3), torch.arange(3)], atol=1e-4)
+    enc.pool.instruction = None
+    with pytest.raises(DreamgenError, match="without an instruction"):
+        enc.pool(feats)
+
+    policy.eval()  # the conditioning feeds the instruction to the FiLM and the attended pool alike
+    cond = _cond(policy, _batch(torch.eye(16)[:3]))
+    assert cond.shape[0] == 3 and torch.isfinite(cond).all()
+
+    frozen = freeze_trunk(policy)
+    assert frozen == sum(p.numel() for m in list(enc.backbone)[:-1] for p in m.parameters())
+    assert all(p.requires_grad for p in enc.backbone[-1].parameters())  # the FiLM still trains
+    assert VisionSpec.from_info({"vision_trunk_layers": 2, "vision_attended_keypoints": 2}).attended_keypoints == 2
+    with pytest.raises(DreamgenError, match="0-8"):
+        VisionSpec(2, attended_keypoints=9)
+
+
+def test_freezing_needs_a_pretrained_trunk(tmp_path):
+    from dreamgen.policy.config import PolicyTrainConfig
+
+    with pytest.raises(DreamgenError, match="vision_freeze_trunk needs vision_pretrained_trunk"):
+        PolicyTrainConfig(policy="diffusion", datasets=[tmp_path], output_dir=tmp_path / "o", vision_freeze_trunk=True)

@@ -52,6 +52,10 @@ class PolicyTrainConfig:
     # diffusion only: start the image trunk from this pretrained folder (`dreamgen toyworld pretrain-trunk`:
     # trunk.safetensors + trunk.json); relative paths are taken from the working directory. See vision.py.
     vision_pretrained_trunk: str | None = None
+    # diffusion only: keep the pretrained trunk's weights fixed (FiLM, keypoint layer and UNet still train)
+    vision_freeze_trunk: bool = False
+    # diffusion only: the last N spatial-softmax keypoints become instruction-weighted mixes of all keypoints
+    vision_attended_keypoints: int = 0
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -59,6 +63,8 @@ class PolicyTrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise DreamgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vision_freeze_trunk and not self.vision_pretrained_trunk:
+            raise DreamgenError("vision_freeze_trunk needs vision_pretrained_trunk (a random trunk would stay random)")
         if self.task_conditioning not in (None, "auto", "bow", "none"):
             raise DreamgenError(f"task_conditioning must be bow or none, got {self.task_conditioning!r}")
         if self.frame_cache not in ("auto", "on", "off"):

@@ -200,7 +200,7 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     policy_cfg = train_cfg.policy
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
-    vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film)
+    vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film, cfg.vision_attended_keypoints)
     if not vision.is_stock or cfg.vision_pretrained_trunk:
         from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights, load_pretrained_trunk
 
@@ -211,6 +211,10 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
             load_adapted_weights(policy, ckpt / "pretrained_model", vision)
         elif cfg.vision_pretrained_trunk:
             log.info("image trunk from %s", load_pretrained_trunk(policy, cfg.vision_pretrained_trunk))
+        if cfg.vision_freeze_trunk:
+            from dreamgen.policy.vision import freeze_trunk
+
+            log.info("image trunk frozen (%d parameters)", freeze_trunk(policy))
     else:
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
     if ckpt is not None:

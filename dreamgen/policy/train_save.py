@@ -60,6 +60,8 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
         "vision_trunk_layers": cfg.vision_trunk_layers,
         "vision_instruction_film": cfg.vision_instruction_film,
         "vision_pretrained_trunk": _trunk_provenance(cfg.vision_pretrained_trunk),
+        "vision_freeze_trunk": cfg.vision_freeze_trunk,
+        "vision_attended_keypoints": cfg.vision_attended_keypoints,
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     write_json(pm / POLICY_INFO, info)

@@ -41,19 +41,27 @@ class VisionSpec:
 
     trunk_layers: int | None = None
     instruction_film: bool = False
+    attended_keypoints: int = 0  # keypoint slots that become instruction-weighted mixes of all keypoints
 
     def __post_init__(self) -> None:
         if self.trunk_layers is not None and self.trunk_layers not in VALID_LAYERS:
             raise DreamgenError(f"vision_trunk_layers must be one of {VALID_LAYERS}, got {self.trunk_layers}")
+        if not 0 <= int(self.attended_keypoints) <= 8:
+            raise DreamgenError(f"vision_attended_keypoints must be 0-8, got {self.attended_keypoints}")
 
     @property
     def is_stock(self) -> bool:
-        return self.trunk_layers in (None, 4) and not self.instruction_film
+        return self.trunk_layers in (None, 4) and not self.instruction_film and not self.attended_keypoints
+
+    @property
+    def needs_instruction(self) -> bool:
+        return self.instruction_film or bool(self.attended_keypoints)
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> VisionSpec:
         """From a checkpoint's dreamgen_policy.json (keys absent in older checkpoints mean LeRobot's encoder)."""
-        return cls(info.get("vision_trunk_layers"), bool(info.get("vision_instruction_film", False)))
+        return cls(info.get("vision_trunk_layers"), bool(info.get("vision_instruction_film", False)),
+                   int(info.get("vision_attended_keypoints") or 0))
 
 
 def _rgb_encoders(policy: Any) -> list[Any]:
@@ -122,17 +130,69 @@ def _film_module(feature_dim: int, channels: int) -> Any:
     return InstructionFiLM()
 
 
-def add_instruction_film(policy: Any) -> None:
-    """Append an instruction FiLM to every image encoder's trunk and feed it from the batch's feature."""
+def _instruction_dim(policy: Any, what: str) -> int:
     feat = policy.config.input_features.get(ENV_STATE_KEY)
     if feat is None:
-        raise DreamgenError(f"vision_instruction_film needs the instruction feature ({ENV_STATE_KEY}); "
-                            "train with task_conditioning bow")
+        raise DreamgenError(f"{what} needs the instruction feature ({ENV_STATE_KEY}); train with task_conditioning bow")
+    return int(feat.shape[0])
+
+
+def add_instruction_film(policy: Any) -> None:
+    """Append an instruction FiLM to every image encoder's trunk (fed by `_feed_instruction`)."""
+    dim = _instruction_dim(policy, "vision_instruction_film")
     for enc in _rgb_encoders(policy):
         channels = _trunk_output(policy, enc)[0]
-        enc.backbone.append(_film_module(int(feat.shape[0]), channels).to(next(enc.backbone.parameters()).device))
-    core = policy.diffusion
-    core._prepare_global_conditioning = types.MethodType(_conditioning_with_film(type(core)), core)
+        enc.backbone.append(_film_module(dim, channels).to(next(enc.backbone.parameters()).device))
+
+
+def _attended_pool(pool: Any, feature_dim: int, slots: int) -> Any:
+    import torch
+    import torch.nn as nn
+
+    class AttendedKeypoints(nn.Module):
+        """LeRobot's SpatialSoftmax, whose last `slots` keypoints are replaced by softmax(W instr)-weighted
+        mixes of all keypoints: the named object's coordinates as a linear input to the UNet (its conditioning
+        MLPs have no hidden layer in which to pick a keypoint by instruction). W starts at zero (plain means)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = pool
+            self.attend = nn.Linear(feature_dim, slots * pool._out_c)
+            nn.init.zeros_(self.attend.weight)
+            nn.init.zeros_(self.attend.bias)
+            self.slots, self.instruction = slots, None
+
+        def forward(self, features: Any) -> Any:
+            if self.instruction is None:
+                raise DreamgenError("attended keypoints called without an instruction feature")
+            kp = self.pool(features)  # (N, K, 2)
+            logits = self.attend(self.instruction.to(kp.dtype)).view(len(kp), self.slots, kp.shape[1])
+            mixed = torch.softmax(logits, dim=-1) @ kp  # (N, slots, 2)
+            return torch.cat([kp[:, : kp.shape[1] - self.slots], mixed], dim=1)
+
+    return AttendedKeypoints()
+
+
+def add_attended_keypoints(policy: Any, slots: int) -> None:
+    """Wrap every encoder's spatial softmax so its last `slots` keypoints follow the instruction."""
+    dim = _instruction_dim(policy, "vision_attended_keypoints")
+    for enc in _rgb_encoders(policy):
+        if slots >= enc.pool._out_c:
+            raise DreamgenError(f"vision_attended_keypoints {slots} must be below the {enc.pool._out_c} keypoints")
+        enc.pool = _attended_pool(enc.pool, dim, slots).to(next(enc.backbone.parameters()).device)
+
+
+def freeze_trunk(policy: Any) -> int:
+    """Stop training every image encoder's trunk (its FiLM, keypoint layer and projection stay trainable);
+    returns the number of frozen parameters. Used with vision_pretrained_trunk."""
+    frozen = 0
+    for enc in _rgb_encoders(policy):
+        for m in enc.backbone.children():
+            if type(m).__name__ != "InstructionFiLM":
+                for p in m.parameters():
+                    p.requires_grad_(False)
+                    frozen += p.numel()
+    return frozen
 
 
 def _conditioning_with_film(core_cls: Any) -> Any:
@@ -147,14 +207,14 @@ def _conditioning_with_film(core_cls: Any) -> Any:
         encoders = list(self.rgb_encoder) if self.config.use_separate_rgb_encoder_per_camera else [self.rgb_encoder]
         n_cams = 1 if len(encoders) > 1 else len(self.config.image_features)
         flat = einops.repeat(instr, "b s d -> (b s n) d", n=n_cams)
-        films = [enc.backbone[-1] for enc in encoders]
-        for film in films:
-            film.instruction = flat
+        takers = [m for enc in encoders for m in (enc.backbone[-1], enc.pool) if hasattr(m, "instruction")]
+        for m in takers:
+            m.instruction = flat
         try:
             return original(self, batch)
         finally:
-            for film in films:
-                film.instruction = None
+            for m in takers:
+                m.instruction = None
 
     return prepare
 
@@ -164,6 +224,11 @@ def adapt_image_encoder(policy: Any, spec: VisionSpec) -> None:
     truncate_vision_trunk(policy, spec.trunk_layers)
     if spec.instruction_film:
         add_instruction_film(policy)
+    if spec.attended_keypoints:
+        add_attended_keypoints(policy, spec.attended_keypoints)
+    if spec.needs_instruction:
+        core = policy.diffusion
+        core._prepare_global_conditioning = types.MethodType(_conditioning_with_film(type(core)), core)
 
 
 def build_adapted(policy_cls: Any, cfg: Any, folder: Path, spec: VisionSpec) -> Any:
@@ -216,7 +281,7 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
             raise DreamgenError(f"{weights} does not fit the policy's image trunk (vision_trunk_layers "
                                 f"{json.loads(meta.read_text())['recipe'].get('layers')} in the file): "
                                 f"{str(exc).splitlines()[0]}") from None
-        conv = getattr(enc.pool, "nets", None)
+        conv = getattr(getattr(enc.pool, "pool", enc.pool), "nets", None)
         if head and conv is not None and conv.weight.shape[1:] == head["weight"].shape[1:]:
             k = min(conv.weight.shape[0], head["weight"].shape[0])
             with torch.no_grad():
