@@ -42,7 +42,7 @@ COMMANDS = {
         not_on_cli={"lerobot_args",  # the unknown --policy.* / --optimizer.* flags
                     "command", "vision_trunk_layers",
                     "vision_instruction_film", "vision_pretrained_trunk",
-                    "vision_freeze_trunk", "vision_attended_keypoints"},  # recorded by the command / set in presets
+                    "vision_freeze_trunk", "vision_attended_keypoints", "vision_grounded_keypoints"},  # recorded by the command / set in presets
     ),
     "finetune-wm": dict(
         config="dreamgen.worldmodel.finetune:FinetuneConfig",

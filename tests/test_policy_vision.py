@@ -1,5 +1,6 @@
 """Instruction FiLM on the diffusion policy's image trunk (dreamgen/policy/vision.py)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,3 +147,40 @@ def test_freezing_needs_a_pretrained_trunk(tmp_path):
 
     with pytest.raises(DreamgenError, match="vision_freeze_trunk needs vision_pretrained_trunk"):
         PolicyTrainConfig(policy="diffusion", datasets=[tmp_path], output_dir=tmp_path / "o", vision_freeze_trunk=True)
+
+
+def test_grounded_slot_is_the_keypoint_the_instruction_names():
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    from dreamgen.policy.task_encoding import bow_feature
+    from dreamgen.policy.vision import VisionSpec, adapt_image_encoder
+
+    names = ("red cube", "green cube", "blue cube", "yellow cylinder", "plate", "bin", "gripper")
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    torch.manual_seed(0)
+    cfg = _config()  # the instruction feature at its real width (16 buckets would collide)
+    cfg.input_features["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (128,))
+    policy = DiffusionPolicy(cfg)
+    adapt_image_encoder(policy, VisionSpec(2, True, attended_keypoints=2, grounded_names=names))
+    pool = policy.diffusion.rgb_encoder[0].pool
+    feats = torch.randn(4, pool.pool._in_c, pool.pool._in_h, pool.pool._in_w)
+    texts = ["pick up the green cube and place it on the plate", "put the blue cube in the bin",
+             "pick up the yellow cylinder and place it on the plate", "push the red cube to the left"]
+    pool.instruction = torch.from_numpy(np.stack([bow_feature(t, 128) for t in texts]))
+    kp, plain = pool(feats), pool.pool(feats)
+    named = [1, 2, 3, 0]
+    assert torch.allclose(kp[:, -2], plain[torch.arange(4), named], atol=0.05)  # the first attended slot
+    assert torch.allclose(kp[:, -1], plain.mean(1), atol=1e-5)  # the learned slot starts as the mean
+    assert VisionSpec.from_info({"vision_attended_keypoints": 2, "vision_grounded_names": list(names)}) == \
+        VisionSpec(None, False, 2, names)
+    with pytest.raises(DreamgenError, match="needs vision_attended_keypoints"):
+        VisionSpec(2, grounded_names=names)
+
+
+def test_grounding_needs_a_pretrained_trunk(tmp_path):
+    from dreamgen.policy.config import PolicyTrainConfig
+
+    with pytest.raises(DreamgenError, match="vision_grounded_keypoints needs vision_pretrained_trunk"):
+        PolicyTrainConfig(policy="diffusion", datasets=[tmp_path], output_dir=tmp_path / "o",
+                          vision_grounded_keypoints=True)

@@ -56,6 +56,9 @@ class PolicyTrainConfig:
     vision_freeze_trunk: bool = False
     # diffusion only: the last N spatial-softmax keypoints become instruction-weighted mixes of all keypoints
     vision_attended_keypoints: int = 0
+    # diffusion only: the first attended keypoint follows the pretrained trunk's keypoint the instruction names
+    # (cosine of the instruction feature with each keypoint name's; needs vision_pretrained_trunk)
+    vision_grounded_keypoints: bool = False
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -63,6 +66,8 @@ class PolicyTrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise DreamgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.vision_grounded_keypoints and not self.vision_pretrained_trunk:
+            raise DreamgenError("vision_grounded_keypoints needs vision_pretrained_trunk (its keypoints have names)")
         if self.vision_freeze_trunk and not self.vision_pretrained_trunk:
             raise DreamgenError("vision_freeze_trunk needs vision_pretrained_trunk (a random trunk would stay random)")
         if self.task_conditioning not in (None, "auto", "bow", "none"):

@@ -46,7 +46,7 @@ from dreamgen.policy.train_setup import (
     latest_checkpoint,
     resolve_embodiment,
 )
-from dreamgen.policy.vision import VisionSpec
+from dreamgen.policy.vision import VisionSpec, grounded_names
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     policy_cfg = train_cfg.policy
     if ckpt is not None:
         policy_cfg.pretrained_path = ckpt / "pretrained_model"
-    vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film, cfg.vision_attended_keypoints)
+    vision = VisionSpec(cfg.vision_trunk_layers, cfg.vision_instruction_film, cfg.vision_attended_keypoints,
+                        grounded_names(cfg))
     if not vision.is_stock or cfg.vision_pretrained_trunk:
         from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights, load_pretrained_trunk
 

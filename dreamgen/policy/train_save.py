@@ -20,6 +20,7 @@ from dreamgen.io import atomic_write_text
 from dreamgen.policy.config import PolicyTrainConfig
 from dreamgen.policy.mixing import MixedDataset
 from dreamgen.policy.task_encoding import TaskEncoder
+from dreamgen.policy.vision import grounded_names
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
         "vision_pretrained_trunk": _trunk_provenance(cfg.vision_pretrained_trunk),
         "vision_freeze_trunk": cfg.vision_freeze_trunk,
         "vision_attended_keypoints": cfg.vision_attended_keypoints,
+        "vision_grounded_names": list(grounded_names(cfg)),
         "command": cfg.command or " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }
     write_json(pm / POLICY_INFO, info)

@@ -27,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dreamgen.errors import DreamgenError
 
 # children of a torchvision ResNet: conv1, bn1, relu, maxpool, layer1, layer2, layer3, layer4, avgpool, fc
 _STEM = 4
 VALID_LAYERS = (1, 2, 3, 4)
 ATTEND_SCALE = 20.0  # attended keypoints: logit scale (see _attended_pool)
+# grounded slot: cosine scale; "pick up the red cube ..." has cosine ~0.36 with "red cube", ~0.12 with "green cube"
+# and ~0.22 with "plate" (the tightest: "yellow cylinder" 0.25 vs "plate" 0.22), so 100 gives the named object
+# >= 95% of the weight
+GROUND_SCALE = 100.0
 ENV_STATE_KEY = "observation.environment_state"  # = task_encoding.TASK_FEATURE_KEY (LeRobot's OBS_ENV_STATE)
 
 
@@ -43,12 +49,15 @@ class VisionSpec:
     trunk_layers: int | None = None
     instruction_film: bool = False
     attended_keypoints: int = 0  # keypoint slots that become instruction-weighted mixes of all keypoints
+    grounded_names: tuple[str, ...] = ()  # names of the first keypoints: the first attended slot follows the named one
 
     def __post_init__(self) -> None:
         if self.trunk_layers is not None and self.trunk_layers not in VALID_LAYERS:
             raise DreamgenError(f"vision_trunk_layers must be one of {VALID_LAYERS}, got {self.trunk_layers}")
         if not 0 <= int(self.attended_keypoints) <= 8:
             raise DreamgenError(f"vision_attended_keypoints must be 0-8, got {self.attended_keypoints}")
+        if self.grounded_names and not self.attended_keypoints:
+            raise DreamgenError("vision_grounded_keypoints needs vision_attended_keypoints >= 1 (the grounded slot)")
 
     @property
     def is_stock(self) -> bool:
@@ -62,7 +71,7 @@ class VisionSpec:
     def from_info(cls, info: dict[str, Any]) -> VisionSpec:
         """From a checkpoint's dreamgen_policy.json (keys absent in older checkpoints mean LeRobot's encoder)."""
         return cls(info.get("vision_trunk_layers"), bool(info.get("vision_instruction_film", False)),
-                   int(info.get("vision_attended_keypoints") or 0))
+                   int(info.get("vision_attended_keypoints") or 0), tuple(info.get("vision_grounded_names") or ()))
 
 
 def _rgb_encoders(policy: Any) -> list[Any]:
@@ -146,9 +155,11 @@ def add_instruction_film(policy: Any) -> None:
         enc.backbone.append(_film_module(dim, channels).to(next(enc.backbone.parameters()).device))
 
 
-def _attended_pool(pool: Any, feature_dim: int, slots: int) -> Any:
+def _attended_pool(pool: Any, feature_dim: int, slots: int, names: tuple[str, ...] = ()) -> Any:
     import torch
     import torch.nn as nn
+
+    from dreamgen.policy.task_encoding import bow_feature
 
     class AttendedKeypoints(nn.Module):
         """LeRobot's SpatialSoftmax, whose last `slots` keypoints are replaced by softmax(W instr)-weighted
@@ -165,25 +176,45 @@ def _attended_pool(pool: Any, feature_dim: int, slots: int) -> Any:
             nn.init.zeros_(self.attend.weight)
             nn.init.zeros_(self.attend.bias)
             self.slots, self.instruction = slots, None
+            # grounding by name: the instruction feature's cosine with each keypoint name's feature (the same
+            # hashed bag of words), so the first slot starts as, and stays, the keypoint the instruction names
+            self.register_buffer("names", torch.from_numpy(np.stack([bow_feature(n, feature_dim) for n in names]))
+                                 if names else torch.zeros(0, feature_dim), persistent=False)
 
         def forward(self, features: Any) -> Any:
             if self.instruction is None:
                 raise DreamgenError("attended keypoints called without an instruction feature")
             kp = self.pool(features)  # (N, K, 2)
-            logits = ATTEND_SCALE * self.attend(self.instruction.to(kp.dtype)).view(len(kp), self.slots, kp.shape[1])
+            instr = self.instruction.to(kp.dtype)
+            logits = ATTEND_SCALE * self.attend(instr).view(len(kp), self.slots, kp.shape[1])
             mixed = torch.softmax(logits, dim=-1) @ kp  # (N, slots, 2)
+            if len(self.names):
+                sim = GROUND_SCALE * instr @ self.names.to(kp.dtype).T  # (N, names)
+                mixed[:, 0] = (torch.softmax(sim, dim=-1)[:, None] @ kp[:, : len(self.names)])[:, 0]
             return torch.cat([kp[:, : kp.shape[1] - self.slots], mixed], dim=1)
 
     return AttendedKeypoints()
 
 
-def add_attended_keypoints(policy: Any, slots: int) -> None:
-    """Wrap every encoder's spatial softmax so its last `slots` keypoints follow the instruction."""
+def add_attended_keypoints(policy: Any, slots: int, names: tuple[str, ...] = ()) -> None:
+    """Wrap every encoder's spatial softmax so its last `slots` keypoints follow the instruction (the first of
+    them by name when `names` label the first keypoints: a pretrained trunk's head, `trunk_keypoint_names`)."""
     dim = _instruction_dim(policy, "vision_attended_keypoints")
     for enc in _rgb_encoders(policy):
-        if slots >= enc.pool._out_c:
-            raise DreamgenError(f"vision_attended_keypoints {slots} must be below the {enc.pool._out_c} keypoints")
-        enc.pool = _attended_pool(enc.pool, dim, slots).to(next(enc.backbone.parameters()).device)
+        if slots + len(names) > enc.pool._out_c:
+            raise DreamgenError(f"vision_attended_keypoints {slots} + {len(names)} named keypoints exceed the "
+                                f"{enc.pool._out_c} keypoints")
+        enc.pool = _attended_pool(enc.pool, dim, slots, names).to(next(enc.backbone.parameters()).device)
+
+
+def trunk_keypoint_names(folder: str | Path) -> tuple[str, ...]:
+    """The names of a pretrained trunk's head keypoints (trunk.json), which seed the policy's first keypoints."""
+    import json
+
+    meta = Path(folder) / "trunk.json"
+    if not meta.is_file():
+        raise DreamgenError(f"vision_grounded_keypoints: {meta} not found (made by `dreamgen toyworld pretrain-trunk`)")
+    return tuple(json.loads(meta.read_text())["keypoints"])
 
 
 def freeze_trunk(policy: Any) -> int:
@@ -229,7 +260,7 @@ def adapt_image_encoder(policy: Any, spec: VisionSpec) -> None:
     if spec.instruction_film:
         add_instruction_film(policy)
     if spec.attended_keypoints:
-        add_attended_keypoints(policy, spec.attended_keypoints)
+        add_attended_keypoints(policy, spec.attended_keypoints, spec.grounded_names)
     if spec.needs_instruction:
         core = policy.diffusion
         core._prepare_global_conditioning = types.MethodType(_conditioning_with_film(type(core)), core)
@@ -292,3 +323,8 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
                 conv.weight[:k] = head["weight"][:k].to(conv.weight)
                 conv.bias[:k] = head["bias"][:k].to(conv.bias)
     return {"path": str(folder), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
+
+
+def grounded_names(cfg: Any) -> tuple[str, ...]:
+    """The keypoint names a training config grounds by (none unless vision_grounded_keypoints)."""
+    return trunk_keypoint_names(cfg.vision_pretrained_trunk) if cfg.vision_grounded_keypoints else ()
