@@ -14,7 +14,8 @@
 #      and environments too; the grounding probes (benchmarks/probe_policy_grounding.py) on the largest N;
 #   e. pack the policies (fp16) and the trunk into OUT/pack, a summary JSON.
 # Usage (after scripts/gpu/setup.sh): (setsid nohup bash scripts/gpu/round4.sh OUT >/dev/null 2>&1 &)
-# Knobs: R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_COSMOS_AT_EVAL=1 (the Cosmos bench during d.), R4_TRAIN_S, R4_STEPS, R4_TRUNK_EPISODES, R4_TRUNK_STEPS.
+# Knobs: R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_SKIP_IDM=1 (skip a. only), R4_PRESET_EXTRA (YAML lines
+# appended to the policy preset, e.g. vision_freeze_trunk / vision_attended_keypoints / vision_grounded_keypoints), R4_COSMOS_AT_EVAL=1 (the Cosmos bench during d.), R4_TRAIN_S, R4_STEPS, R4_TRUNK_EPISODES, R4_TRUNK_STEPS.
 set -u
 out=${1:?usage: round4.sh OUT}
 out=$(mkdir -p "$out" && cd "$out" && pwd)
@@ -24,7 +25,7 @@ ns=(25 50 100 200); big=200; dev=cuda; eval_n=100
 steps=${R4_STEPS:-5000}; train_s=${R4_TRAIN_S:-480}; save=1000
 say "start ($(nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null))"
 
-if [ "${R4_SKIP_BENCH:-0}" != 1 ]; then
+if [ "${R4_SKIP_BENCH:-0}" != 1 ] && [ "${R4_SKIP_IDM:-0}" != 1 ]; then
   say "a. IDM labelling speed"
   bench_idm() {
     printf '\n`%s`\n\n' "$*" >> "$out/bench/idm_speed.md"
@@ -36,8 +37,10 @@ if [ "${R4_SKIP_BENCH:-0}" != 1 ]; then
   bench_idm --compile --compile-mode reduce-overhead --videos-per-batch 8
   bench_idm --compile --compile-mode reduce-overhead --videos-per-batch 16 --profile "$out/bench/idm_profile.txt"
   say "IDM speed measured"
+fi
+if [ "${R4_SKIP_BENCH:-0}" != 1 ]; then
   (before=$(wc -l < benchmarks/RESULTS.md)
-   timeout 420 $py benchmarks/bench_generate_cosmos2_5.py --device cuda --sizes 432x768 \
+   timeout 540 $py benchmarks/bench_generate_cosmos2_5.py --device cuda --sizes 432x768 \
      --variants stock,ours,ours+cudnn --repeats 1 --append > "$out/bench/cosmos2_5.md" 2> "$out/logs/bench_cosmos2_5.log" \
      || say "FAILED bench_generate_cosmos2_5 (exit $?)"
    tail -n +"$(( before + 1 ))" benchmarks/RESULTS.md > "$out/bench/cosmos2_5_results.md"
@@ -57,6 +60,7 @@ say "collected, trunk: $(tr -d '\n ' < "$out/trunk/trunk.json" 2>/dev/null | gre
 say "c. train"
 sed "s|^vision_instruction_film: true.*|&\nvision_pretrained_trunk: $out/trunk|" \
   dreamgen/configs/policy/toyworld_diffusion.yaml > "$out/preset_trunk.yaml"
+[ -n "${R4_PRESET_EXTRA:-}" ] && printf '%s\n' "$R4_PRESET_EXTRA" >> "$out/preset_trunk.yaml"
 train() { timeout "$train_s" $dg finetune-policy -c "$out/preset_trunk.yaml" -d "$out/data/pp$1" -o "$out/pol_n$1" \
   --device "$dev" --steps "$steps" --batch-size 256 --save-every "$save" > "$out/logs/train_n$1.log" 2>&1 \
   || say "train n$1 stopped (exit $?; evaluated at its last saved step)"; }
