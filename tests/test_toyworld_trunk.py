@@ -93,3 +93,36 @@ def test_a_pretrained_trunk_means_groupnorm_and_no_torchvision_weights():
         _trunk_backbone(cfg, ["--policy.use_group_norm=false"])
     with pytest.raises(DreamgenError, match="applies to the diffusion policy"):
         _trunk_backbone(SimpleNamespace(pretrained_backbone_weights=None), [])
+
+
+def test_committed_trunk_localises_and_resolves_from_any_directory(tmp_path, monkeypatch):
+    """checkpoints/toyworld_trunk (fp16), the toyworld_diffusion preset's trunk: found from another working
+    directory, and its keypoints land on the objects of a fresh target-arm frame (held-out: seed 4242)."""
+    from safetensors.torch import load_file
+
+    from dreamgen.policy.vision import resolve_trunk_folder, trunk_keypoint_names
+    from dreamgen.toyworld.env import ToyWorldEnv
+    from dreamgen.toyworld.keypoints import KEYPOINT_NAMES, scene_keypoints
+    from dreamgen.toyworld.trunk import _KeypointNet, grid_to_pixels
+
+    monkeypatch.chdir(tmp_path)
+    folder = resolve_trunk_folder("checkpoints/toyworld_trunk")
+    assert folder.is_absolute() and trunk_keypoint_names("checkpoints/toyworld_trunk") == KEYPOINT_NAMES
+    info = json.loads((folder / "trunk.json").read_text())
+    net, shape = _KeypointNet.build(info["recipe"]["layers"], 90, len(KEYPOINT_NAMES))
+    state = load_file(str(folder / "trunk.safetensors"))
+    net[0].load_state_dict({k[6:]: v.float() for k, v in state.items() if k.startswith("trunk.")})
+    net[1].nets.load_state_dict({k[5:]: v.float() for k, v in state.items() if k.startswith("head.")})
+    env = ToyWorldEnv("pick_place", "default")
+    try:
+        obs, _ = env.reset(seed=4242)
+        truth = scene_keypoints(env, 96, 96)
+    finally:
+        env.close()
+    mean = torch.tensor(info["image_mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(info["image_std"]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(obs["image"][3:93, 3:93]).permute(2, 0, 1)[None].float() / 255.0 - mean) / std
+    with torch.no_grad():
+        pix = grid_to_pixels(net.eval()(x)[0].numpy(), 90, shape[1]) + 3
+    err = np.linalg.norm(pix - truth, axis=-1)
+    assert (err[:4] < 3).all() and err[4] < 3, err  # the four objects and the plate within the 3-px grasp radius

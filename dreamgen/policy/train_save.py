@@ -93,6 +93,8 @@ def _trunk_provenance(folder: str | None) -> dict[str, str] | None:
         return None
     import hashlib
 
-    weights = Path(folder) / "trunk.safetensors"
+    from dreamgen.policy.vision import resolve_trunk_folder
+
+    weights = resolve_trunk_folder(folder) / "trunk.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "missing"
     return {"path": str(folder), "sha256": digest}

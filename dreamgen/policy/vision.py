@@ -211,7 +211,7 @@ def trunk_keypoint_names(folder: str | Path) -> tuple[str, ...]:
     """The names of a pretrained trunk's head keypoints (trunk.json), which seed the policy's first keypoints."""
     import json
 
-    meta = Path(folder) / "trunk.json"
+    meta = resolve_trunk_folder(folder) / "trunk.json"
     if not meta.is_file():
         raise DreamgenError(f"vision_grounded_keypoints: {meta} not found (made by `dreamgen toyworld pretrain-trunk`)")
     return tuple(json.loads(meta.read_text())["keypoints"])
@@ -300,7 +300,7 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
     import torch
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    folder = resolve_trunk_folder(folder)
     weights, meta = folder / "trunk.safetensors", folder / "trunk.json"
     if not (weights.is_file() and meta.is_file()):
         raise DreamgenError(f"vision_pretrained_trunk {folder}: needs trunk.safetensors and trunk.json "
@@ -328,3 +328,13 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
 def grounded_names(cfg: Any) -> tuple[str, ...]:
     """The keypoint names a training config grounds by (none unless vision_grounded_keypoints)."""
     return trunk_keypoint_names(cfg.vision_pretrained_trunk) if cfg.vision_grounded_keypoints else ()
+
+
+def resolve_trunk_folder(folder: str | Path) -> Path:
+    """A relative trunk folder is looked up in the working directory, then in the dreamgen checkout (where the
+    shipped presets' `checkpoints/toyworld_trunk` lives), so a preset works from any directory of a checkout."""
+    path = Path(folder)
+    if path.is_absolute() or path.exists():
+        return path
+    checkout = Path(__file__).resolve().parents[2] / path
+    return checkout if checkout.exists() else path

@@ -6,15 +6,15 @@
 #      videos per batch, and one torch.profiler table (rows in OUT/bench/idm_speed.md);
 #   b. at once: Cosmos-Predict2.5 seconds per video (issue #21, GPU; interleaved variants in one process, so a
 #      small neighbour slows stock and ours alike) | collect pick_place/default demos N = 25..200 (CPU) |
-#      pretrain the policy's image trunk on prior-arm frames (`dreamgen toyworld pretrain-trunk`: rendering on
-#      the CPU, a minute of GPU);
-#   c. train the real-only learning curve from the pretrained trunk (toyworld_diffusion + vision_pretrained_trunk),
-#      all N at once, each bounded by R4_TRAIN_S (a cut run is evaluated at its last saved step);
+#      with R4_PRETRAIN_TRUNK=1, pretrain a fresh image trunk (`dreamgen toyworld pretrain-trunk`: rendering on
+#      the CPU, a minute of GPU) instead of the preset's checkpoints/toyworld_trunk;
+#   c. train the real-only learning curve with the `toyworld_diffusion` preset (frozen pretrained trunk, grounded
+#      keypoints), all N at once, each bounded by R4_TRAIN_S (a cut run is evaluated at its last saved step);
 #   d. evaluate: 100 episodes per cell at eval-policy's held-out seeds, the largest N on the held-out behaviors
 #      and environments too; the grounding probes (benchmarks/probe_policy_grounding.py) on the largest N;
 #   e. pack the policies (fp16) and the trunk into OUT/pack, a summary JSON.
 # Usage (after scripts/gpu/setup.sh): (setsid nohup bash scripts/gpu/round4.sh OUT >/dev/null 2>&1 &)
-# Knobs: R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_SKIP_IDM=1 (skip a. only), R4_PRESET_EXTRA (YAML lines
+# Knobs: R4_PRETRAIN_TRUNK=1 (a fresh trunk in b. instead of checkpoints/toyworld_trunk), R4_SKIP_BENCH=1 (skip a. and the Cosmos bench), R4_SKIP_IDM=1 (skip a. only), R4_PRESET_EXTRA (YAML lines
 # appended to the policy preset, e.g. vision_freeze_trunk / vision_attended_keypoints / vision_grounded_keypoints), R4_COSMOS_AT_EVAL=1 (the Cosmos bench during d.), R4_TRAIN_S, R4_STEPS, R4_TRUNK_EPISODES, R4_TRUNK_STEPS.
 set -u
 out=${1:?usage: round4.sh OUT}
@@ -52,14 +52,16 @@ for n in "${ns[@]}"; do
   $dg toyworld collect --behaviors pick_place --envs default --episodes "$n" --seed 0 --out "$out/data/pp$n" \
     > "$out/logs/collect_pp$n.log" 2>&1 || say "FAILED collect $n" &
 done
-timeout 600 $dg toyworld pretrain-trunk -o "$out/trunk" --episodes "${R4_TRUNK_EPISODES:-30}" \
-  --steps "${R4_TRUNK_STEPS:-3000}" --device cuda --workers 12 > "$out/logs/trunk.log" 2>&1 || say "FAILED trunk"
+cp dreamgen/configs/policy/toyworld_diffusion.yaml "$out/preset_trunk.yaml"  # its trunk: checkpoints/toyworld_trunk
+if [ "${R4_PRETRAIN_TRUNK:-0}" = 1 ]; then  # a fresh trunk instead of the committed one
+  timeout 600 $dg toyworld pretrain-trunk -o "$out/trunk" --episodes "${R4_TRUNK_EPISODES:-30}" \
+    --steps "${R4_TRUNK_STEPS:-3000}" --device cuda --workers 12 > "$out/logs/trunk.log" 2>&1 || say "FAILED trunk"
+  sed -i "s|^vision_pretrained_trunk:.*|vision_pretrained_trunk: $out/trunk|" "$out/preset_trunk.yaml"
+fi
 wait  # the demos (and the Cosmos bench)
 say "collected, trunk: $(tr -d '\n ' < "$out/trunk/trunk.json" 2>/dev/null | grep -o '"median_px":{[^}]*}')"
 
 say "c. train"
-sed "s|^vision_instruction_film: true.*|&\nvision_pretrained_trunk: $out/trunk|" \
-  dreamgen/configs/policy/toyworld_diffusion.yaml > "$out/preset_trunk.yaml"
 [ -n "${R4_PRESET_EXTRA:-}" ] && printf '%s\n' "$R4_PRESET_EXTRA" >> "$out/preset_trunk.yaml"
 train() { timeout "$train_s" $dg finetune-policy -c "$out/preset_trunk.yaml" -d "$out/data/pp$1" -o "$out/pol_n$1" \
   --device "$dev" --steps "$steps" --batch-size 256 --save-every "$save" > "$out/logs/train_n$1.log" 2>&1 \
@@ -86,6 +88,6 @@ say "e. pack"
 for n in "${ns[@]}"; do
   $py scripts/gpu/pack_checkpoint.py "$out/pol_n$n" "$out/pack/pol_n$n" >> "$out/logs/pack.log" 2>&1
 done
-cp -r "$out/trunk" "$out/pack/trunk"
+[ -d "$out/trunk" ] && cp -r "$out/trunk" "$out/pack/trunk"
 $py scripts/gpu/summarize_v2.py "$out" > "$out/summary.json" 2>> "$out/logs/pack.log"
 say "done"
