@@ -15,8 +15,15 @@ trunk's feature map by a linear function of the instruction feature (FiLM, Perez
 spatial softmax, so the keypoints themselves can move to the named object. It starts as the identity
 (zero-initialised projection).
 
-LeRobot has no option for either (its config insists on a full ResNet name and its encoder takes images
-only), so both are applied here, after `make_policy`, and recorded in the checkpoint's `dreamgen_policy.json`
+**Pretrained, frozen trunk; attended and grounded keypoints.** `load_pretrained_trunk` starts the trunk from
+`dreamgen toyworld pretrain-trunk` (its keypoint head seeds the first spatial-softmax keypoints) and
+`freeze_trunk` keeps it fixed. `vision_attended_keypoints: N` turns the last N keypoints into instruction-weighted
+mixes of all keypoints (`AttendedKeypoints`); with `grounded_names` the first of them follows the keypoint the
+instruction names, by name (measured in RESULTS.md: a learned weighting does not find the binding, the grounded
+one reaches the named object).
+
+LeRobot has no option for any of these (its config insists on a full ResNet name and its encoder takes images
+only), so they are applied here, after `make_policy`, and recorded in the checkpoint's `dreamgen_policy.json`
 so that `load_policy_checkpoint` rebuilds the same module before loading the weights.
 """
 
@@ -148,7 +155,7 @@ def _instruction_dim(policy: Any, what: str) -> int:
 
 
 def add_instruction_film(policy: Any) -> None:
-    """Append an instruction FiLM to every image encoder's trunk (fed by `_feed_instruction`)."""
+    """Append an instruction FiLM to every image encoder's trunk (fed by `_conditioning_with_film`)."""
     dim = _instruction_dim(policy, "vision_instruction_film")
     for enc in _rgb_encoders(policy):
         channels = _trunk_output(policy, enc)[0]
