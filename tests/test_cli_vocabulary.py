@@ -27,6 +27,8 @@ SYNONYMS = {"--max-steps": "--steps", "--save-steps": "--save-every", "--save-fr
             "--mixed-precision": "--precision", "--dtype": "--precision", "--output-dir": "--out"}
 PRECISION_VALUES = {"auto", "bf16", "fp16", "fp32"}
 TRAINERS = ("finetune-wm", "idm-train", "finetune-policy")
+# training commands too small for checkpoints, precision or an embodiment: --steps still means training steps
+SMALL_TRAINERS = ("toyworld pretrain-trunk",)
 
 
 def _commands(group, prefix: str = "") -> dict:
@@ -71,7 +73,8 @@ def test_shared_flags_mean_one_thing(name):
 def test_steps_are_training_steps_and_sampling_has_its_own_flag(name):
     for opt in _options(COMMANDS[name]):
         if opt.name == "steps":
-            assert name in TRAINERS, f"{name}: --steps is for training commands; sampling uses --sampling-steps"
+            assert name in TRAINERS + SMALL_TRAINERS, \
+                f"{name}: --steps is for training commands; sampling uses --sampling-steps"
         if any(w in (opt.help or "").lower() for w in ("sampling steps", "denoising steps")):
             assert opt.opts[0] == "--sampling-steps", f"{name} {opt.opts}"
 
