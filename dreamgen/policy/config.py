@@ -50,7 +50,8 @@ class PolicyTrainConfig:
     # diffusion only: FiLM the trunk's feature map with the instruction feature (needs task_conditioning bow)
     vision_instruction_film: bool = False
     # diffusion only: start the image trunk from this pretrained folder (`dreamgen toyworld pretrain-trunk`:
-    # trunk.safetensors + trunk.json); relative paths are taken from the working directory. See vision.py.
+    # trunk.safetensors + trunk.json); a relative path is looked up in the working directory, then in the dreamgen
+    # checkout (the shipped preset's checkpoints/toyworld_trunk). See vision.py.
     vision_pretrained_trunk: str | None = None
     # diffusion only: keep the pretrained trunk's weights fixed (FiLM, keypoint layer and UNet still train)
     vision_freeze_trunk: bool = False
