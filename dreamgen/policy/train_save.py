@@ -20,7 +20,7 @@ from dreamgen.io import atomic_write_text
 from dreamgen.policy.config import PolicyTrainConfig
 from dreamgen.policy.mixing import MixedDataset
 from dreamgen.policy.task_encoding import TaskEncoder
-from dreamgen.policy.vision import grounded_names
+from dreamgen.policy.vision import grounded_names, trunk_provenance
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def save_run_checkpoint(out: Path, step: int, cfg: PolicyTrainConfig, train_cfg:
         "task_conditioning": (task_encoder or TaskEncoder("none")).to_json(),
         "vision_trunk_layers": cfg.vision_trunk_layers,
         "vision_instruction_film": cfg.vision_instruction_film,
-        "vision_pretrained_trunk": _trunk_provenance(cfg.vision_pretrained_trunk),
+        "vision_pretrained_trunk": trunk_provenance(cfg.vision_pretrained_trunk),
         "vision_freeze_trunk": cfg.vision_freeze_trunk,
         "vision_attended_keypoints": cfg.vision_attended_keypoints,
         "vision_grounded_names": list(grounded_names(cfg)),
@@ -86,15 +86,3 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     raise TypeError(type(o))
 
-
-def _trunk_provenance(folder: str | None) -> dict[str, str] | None:
-    """Where the image trunk started from (None: LeRobot's initialisation), with its weights' hash."""
-    if not folder:
-        return None
-    import hashlib
-
-    from dreamgen.policy.vision import resolve_trunk_folder
-
-    weights = resolve_trunk_folder(folder) / "trunk.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "missing"
-    return {"path": str(folder), "sha256": digest}

@@ -301,7 +301,6 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
     """Start every image encoder from a pretrained trunk (`dreamgen toyworld pretrain-trunk`'s folder): the
     trunk weights strictly, and its keypoint head into the first keypoints of the spatial softmax (the rest
     keep LeRobot's initialisation). Returns provenance for dreamgen_policy.json."""
-    import hashlib
     import json
 
     import torch
@@ -329,7 +328,7 @@ def load_pretrained_trunk(policy: Any, folder: str | Path) -> dict[str, Any]:
             with torch.no_grad():
                 conv.weight[:k] = head["weight"][:k].to(conv.weight)
                 conv.bias[:k] = head["bias"][:k].to(conv.bias)
-    return {"path": str(folder), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16]}
+    return trunk_provenance(folder)
 
 
 def grounded_names(cfg: Any) -> tuple[str, ...]:
@@ -345,3 +344,14 @@ def resolve_trunk_folder(folder: str | Path) -> Path:
         return path
     checkout = Path(__file__).resolve().parents[2] / path
     return checkout if checkout.exists() else path
+
+
+def trunk_provenance(folder: str | Path | None) -> dict[str, str] | None:
+    """Where an image trunk started from (None: LeRobot's initialisation), with its weights' hash."""
+    if not folder:
+        return None
+    import hashlib
+
+    weights = resolve_trunk_folder(folder) / "trunk.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "missing"
+    return {"path": str(folder), "sha256": digest}
