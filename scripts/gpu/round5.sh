@@ -15,7 +15,7 @@
 # Knobs: R5_NS ("25 50 100 200 400"), R5_STEPS (4000), R5_TRAIN_S (510), R5_PRESET_EXTRA (YAML lines appended to
 # the preset), R5_VARIANT (a sed script applied to the preset:
 # a second policy on the largest N, pol_n<big>v, evaluated like it), R5_BATCH (256),
-# R5_EVAL_N (100), R5_SPLIT (200: a larger N mixes pp<split> with seed-1 demos), R5_DEVICE (cuda), R5_NA2 (1: the largest policies also evaluated executing 2 actions per chunk).
+# R5_EVAL_N (100), R5_SPLIT (200: a larger N mixes pp<split> with seed-1 demos), R5_DEVICE (cuda), R5_EVAL (1; 0: train and pack only, evaluate elsewhere), R5_NA2 (1: the largest policies also evaluated executing 2 actions per chunk).
 set -u
 mode=${1:?usage: round5.sh bench|policy OUT}
 out=${2:?usage: round5.sh bench|policy OUT}
@@ -68,6 +68,7 @@ fi
 wait
 say "trained"
 
+if [ "${R5_EVAL:-1}" = 1 ]; then
 say "evaluate"
 for n in "${ns[@]}"; do ev "n$n" pick_place default & done
 [ -n "${R5_VARIANT:-}" ] && ev "n${big}v" pick_place default &
@@ -83,6 +84,7 @@ if [ "${R5_NA2:-1}" = 1 ]; then  # the largest policies again, executing 2 actio
 fi
 wait
 say "evaluated"
+fi
 
 for p in "$out"/pol_*; do
   [[ "$p" == *_na2 ]] && continue
