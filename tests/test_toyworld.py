@@ -70,6 +70,24 @@ def test_expert_succeeds(env, behavior):
     assert max(lengths) <= 36  # short enough for one 37-frame world-model clip
 
 
+def test_expert_action_noise_perturbs_states_not_labels(env):
+    """DART-style demos: the executed motion is noisy and seeded; the recorded actions are the expert's commands
+    (so they no longer reproduce the states) and the expert still succeeds by correcting."""
+    options = {"behavior": "pick_place"}
+    _, clean_states, clean_actions, _, _ = run_expert_episode(env, 7, options)
+    _, states, actions, _, _ = run_expert_episode(env, 7, options, action_noise=0.2)
+    _, states2, actions2, _, _ = run_expert_episode(env, 7, options, action_noise=0.2)
+    np.testing.assert_array_equal(states, states2)  # seeded
+    np.testing.assert_array_equal(actions, actions2)
+    np.testing.assert_array_equal(actions[0], clean_actions[0])  # same start, same first command
+    assert not np.allclose(states[1], clean_states[1])  # but it did not go where it was told
+    moved = (states[1:, :3] - states[:-1, :3]) / MAX_STEP
+    assert np.abs(moved - actions[:, :3]).max() > 0.05  # the labels are the commands, not the motion
+    assert np.all(np.abs(actions) <= 1.0)
+    wins = [run_expert_episode(env, s, options, action_noise=0.2)[3] for s in range(20, 26)]
+    assert sum(wins) >= 3, wins  # mostly recovers (collect replaces the failures)
+
+
 def _go_to(env, target, grip):
     """Step towards `target` at full speed until reached; returns the env's held object."""
     for _ in range(40):

@@ -58,6 +58,9 @@ def test_collect_round_trip_and_replay(tmp_path):
         collect(CollectConfig(out=str(out), episodes=1, image_size=32), progress=False)
     with pytest.raises(DreamgenError, match="valid:"):
         collect(CollectConfig(out=str(tmp_path / "x"), behaviors=["dance"], episodes=1), progress=False)
+    with pytest.raises(DreamgenError, match="--action-noise must be in"):
+        collect(CollectConfig(out=str(tmp_path / "y"), episodes=1, action_noise=1.5), progress=False)
+    assert not (tmp_path / "y").exists()
 
 
 def test_toyworld_embodiment():

@@ -62,13 +62,16 @@ def collect_cmd(
                                    callback=in_range(8, 512)),
     arm_style: str = typer.Option("default", "--arm-style", help="default | blue_box | floating."),
     embodiment: str = typer.Option("toyworld", "--embodiment", "-e", help="Embodiment written into the dataset."),
+    action_noise: float = typer.Option(0.0, "--action-noise", help="Std of noise on the executed dx,dy,dz (the "
+                                       "recorded actions stay the expert's corrections; policy demos only, "
+                                       "not IDM data).", callback=in_range(0.0, 1.0)),
 ) -> None:
     """Record scripted-expert episodes (only successful ones) as a LeRobot v3 dataset."""
     from dreamgen.toyworld.collect import CollectConfig, collect
 
     cfg = CollectConfig(out=str(out), behaviors=_all_or(behaviors, "behavior"), envs=_all_or(envs, "env"),
                         episodes=episodes, seed=seed, image_size=image_size, arm_style=arm_style,
-                        embodiment=embodiment)
+                        embodiment=embodiment, action_noise=action_noise)
     typer.echo(json.dumps(collect(cfg), indent=2))
 
 

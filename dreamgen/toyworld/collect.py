@@ -30,6 +30,9 @@ class CollectConfig:
     arm_style: str = "default"
     embodiment: str = "toyworld"
     max_retries: int = 20  # seeds skipped per episode when the expert fails (it rarely does)
+    # std of Gaussian noise added to the executed dx, dy, dz (recorded actions stay the expert's: DART-style
+    # corrections for policy demos; experts.run_expert_episode). 0 for anything an IDM learns from.
+    action_noise: float = 0.0
 
 
 def _final_action(actions: np.ndarray) -> np.ndarray:
@@ -39,13 +42,13 @@ def _final_action(actions: np.ndarray) -> np.ndarray:
     return a
 
 
-def expert_episode_arrays(env: ToyWorldEnv, seed: int, options: dict[str, Any]):
+def expert_episode_arrays(env: ToyWorldEnv, seed: int, options: dict[str, Any], action_noise: float = 0.0):
     """One expert episode as dataset rows: frames (T,H,W,3), state (T,4), action (T,4), success, info.
 
     Row t is (observation t, action taken after it); the final observation gets a stand-still action so
     the dataset ends on the completed task.
     """
-    frames, states, actions, success, info = run_expert_episode(env, seed, options)
+    frames, states, actions, success, info = run_expert_episode(env, seed, options, action_noise=action_noise)
     actions = np.concatenate([actions, _final_action(actions)[None]], 0)
     return frames, states, actions, success, info
 
@@ -59,6 +62,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
     check_name("arm_style", cfg.arm_style, list(ARM_STYLES))
     if cfg.episodes < 1:
         raise DreamgenError(f"--episodes must be >= 1, got {cfg.episodes}")
+    if not 0.0 <= cfg.action_noise <= 1.0:
+        raise DreamgenError(f"--action-noise must be in [0, 1] (a fraction of the largest step), got {cfg.action_noise}")
     embodiment = get_embodiment(cfg.embodiment)
     pairs = [(b, e) for b in behaviors for e in envs]
     env = ToyWorldEnv(behavior=behaviors[0], env=envs[0], image_size=cfg.image_size, arm_style=cfg.arm_style)
@@ -82,7 +87,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
                     # retries use seeds far from the regular ones so they never repeat another episode
                     s = episode_seed(cfg.seed, b, e, i + retry * 100_000)
                     frames, states, actions, success, info = expert_episode_arrays(
-                        env, s, {"behavior": b, "env": e})
+                        env, s, {"behavior": b, "env": e}, cfg.action_noise)
                     if success:
                         break
                     failures += 1

@@ -145,19 +145,30 @@ class ExpertPolicy:
         return self._expert.act()
 
 
-def run_expert_episode(env: ToyWorldEnv, seed: int, options: dict | None = None, settle_steps: int = 0):
+def run_expert_episode(env: ToyWorldEnv, seed: int, options: dict | None = None, settle_steps: int = 0,
+                       action_noise: float = 0.0):
     """Reset with `seed`, run the expert to success or the time limit.
 
     Returns (frames (T+1,H,W,3), states (T+1,S), actions (T,A), success, info). Frame t is observed
     before action t; the last frame is the one after the last action.
+
+    `action_noise` > 0 perturbs what is executed (Gaussian, that std on each of dx, dy, dz; the gripper
+    command is kept) while `actions` keeps the expert's own command: the states drift off the expert's path
+    and the labels show how the expert corrects (DART, Laskey et al. 2017). Seeded by `seed`. Such labels
+    are not the executed motion: for policy demonstrations, never for an inverse dynamics model.
     """
     obs, info = env.reset(seed=seed, options=options)
     expert = ScriptedExpert(env)
+    rng = np.random.default_rng([seed, 7]) if action_noise > 0 else None
     frames, states, actions = [obs["image"]], [obs["state"]], []
     success, after = False, 0
     while True:
         a = expert.act()
-        obs, _, terminated, truncated, info = env.step(a)
+        executed = a
+        if rng is not None:
+            executed = a.copy()
+            executed[:3] = np.clip(a[:3] + rng.normal(0.0, action_noise, 3), -1.0, 1.0)
+        obs, _, terminated, truncated, info = env.step(executed)
         frames.append(obs["image"])
         states.append(obs["state"])
         actions.append(a)

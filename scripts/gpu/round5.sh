@@ -15,7 +15,7 @@
 # Knobs: R5_NS ("25 50 100 200 400"), R5_STEPS (4000), R5_TRAIN_S (510), R5_PRESET_EXTRA (YAML lines appended to
 # the preset), R5_VARIANT (a sed script applied to the preset:
 # a second policy on the largest N, pol_n<big>v, evaluated like it), R5_BATCH (256),
-# R5_EVAL_N (100), R5_SPLIT (200: a larger N mixes pp<split> with seed-1 demos), R5_DEVICE (cuda), R5_EVAL (1; 0: train and pack only, evaluate elsewhere), R5_NA2 (1: the largest policies also evaluated executing 2 actions per chunk).
+# R5_EVAL_N (100), R5_SPLIT (200: a larger N mixes pp<split> with seed-1 demos), R5_DEVICE (cuda), R5_COLLECT_EXTRA (collect flags, e.g. "--action-noise 0.3"), R5_EVAL (1; 0: train and pack only, evaluate elsewhere), R5_NA2 (1: the largest policies also evaluated executing 2 actions per chunk).
 set -u
 mode=${1:?usage: round5.sh bench|policy OUT}
 out=${2:?usage: round5.sh bench|policy OUT}
@@ -43,6 +43,7 @@ big=${ns[-1]}; split=${R5_SPLIT:-200}; dev=${R5_DEVICE:-cuda}; eval_n=${R5_EVAL_
 steps=${R5_STEPS:-4000}; train_s=${R5_TRAIN_S:-510}; save=500
 say "policy: collect"
 collect() { $dg toyworld collect --behaviors pick_place --envs default --episodes "$2" --seed "$3" --out "$out/data/$1" \
+  ${R5_COLLECT_EXTRA:-} \
   > "$out/logs/collect_$1.log" 2>&1 || say "FAILED collect $1"; }
 for n in "${ns[@]}"; do [ "$n" -le "$split" ] && collect "pp$n" "$n" 0 & done
 [ "$big" -gt "$split" ] && collect "pp${split}s1" $(( big - split )) 1 &
