@@ -292,3 +292,28 @@ def test_toyworld_eval_of_a_trained_checkpoint(tmp_path):
     assert row["behavior"] == "pick_place" and row["episodes"] == 1 and len(row["ci95"]) == 2
     assert out["seed"] == 1000  # held-out layouts by default (demos are collected from seed 0)
     assert list((tmp_path / "ev" / "rollouts").glob("*.mp4"))
+
+
+def test_pretrained_starts_an_adapted_policy_from_its_weights(data, tmp_path):
+    """`--pretrained` with an adapted image encoder (FiLM + attended keypoints) starts from that policy's weights,
+    not from a fresh initialisation (it used to be ignored on that path); a policy of another layout is refused."""
+    from safetensors.torch import load_file
+
+    real, _ = data
+    adapted = dict(vision_trunk_layers=2, vision_instruction_film=True, vision_attended_keypoints=2)
+    common = dict(policy="diffusion", batch_size=8, num_workers=0, device="cpu", log_freq=1)
+    first = finetune_policy(PolicyTrainConfig([DatasetSpec(real)], tmp_path / "a", steps=3, seed=1,
+                                              lerobot_args=DIFFUSION_TINY + FAST, **adapted, **common))
+    # lr 0: the second run's weights are exactly what it started from
+    still = ["--policy.optimizer_lr=0", "--policy.scheduler_warmup_steps=0"]
+    second = finetune_policy(PolicyTrainConfig([DatasetSpec(real)], tmp_path / "b", steps=1, seed=2,
+                                               pretrained=str(first.checkpoint), lerobot_args=DIFFUSION_TINY + still,
+                                               **adapted, **common))
+    a = load_file(str(Path(first.checkpoint) / "model.safetensors"))
+    b = load_file(str(Path(second.checkpoint) / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(DreamgenError, match="image encoder"):
+        finetune_policy(PolicyTrainConfig([DatasetSpec(real)], tmp_path / "c", steps=1, pretrained=str(first.checkpoint),
+                                          lerobot_args=DIFFUSION_TINY + still, vision_trunk_layers=2, **common))

@@ -208,8 +208,10 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
         policy_cfg.pretrained_path = None  # an adapted encoder cannot load through LeRobot: load its weights below
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
         adapt_image_encoder(policy, vision)
-        if ckpt is not None:
-            load_adapted_weights(policy, ckpt / "pretrained_model", vision)
+        start = ckpt / "pretrained_model" if ckpt is not None else _pretrained_policy_folder(cfg)
+        if start is not None:  # resumed, or `--pretrained` (a LeRobot folder): the whole adapted policy's weights
+            load_adapted_weights(policy, start, vision)
+            log.info("weights from %s", start)
         elif cfg.vision_pretrained_trunk:
             log.info("image trunk from %s", load_pretrained_trunk(policy, cfg.vision_pretrained_trunk))
         if cfg.vision_freeze_trunk:
@@ -228,6 +230,13 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
         )
     policy_family(cfg.policy).prepare_processors(preprocessor, policy_cfg, task_encoder)
     return policy, preprocessor, postprocessor
+
+
+def _pretrained_policy_folder(cfg: PolicyTrainConfig) -> Path | None:
+    """`--pretrained` when it is a LeRobot policy folder to start from (not a family's base model)."""
+    if not cfg.pretrained or policy_family(cfg.policy).pretrained_is_base_model:
+        return None
+    return Path(cfg.pretrained)
 
 
 def _make_loader(cfg: PolicyTrainConfig, mix: MixedDataset, train_cfg: Any, accelerator: Any, step: int) -> Any:

@@ -12,10 +12,13 @@
 #                          held-out behaviors and environments); pack the policies in fp16; tar it all into
 #                          OUT/round5.tgz (a call returns only a few files: fetch the archive).
 # N=400 is the N=200 demos (seed 0) mixed with 200 more (seed 1); the evaluation seeds are disjoint from both.
-# Knobs: R5_NS ("25 50 100 200 400"), R5_STEPS (4000), R5_TRAIN_S (510), R5_PRESET_EXTRA (YAML lines appended to
-# the preset), R5_VARIANT (a sed script applied to the preset:
-# a second policy on the largest N, pol_n<big>v, evaluated like it), R5_BATCH (256),
-# R5_EVAL_N (100), R5_SPLIT (200: a larger N mixes pp<split> with seed-1 demos), R5_DEVICE (cuda), R5_COLLECT_EXTRA (collect flags, e.g. "--action-noise 0.3"), R5_EVAL (1; 0: train and pack only, evaluate elsewhere), R5_NA2 (1: the largest policies also evaluated executing 2 actions per chunk).
+# Knobs (defaults in brackets):
+#   R5_NS ["25 50 100 200 400"], R5_SPLIT [200: a larger N mixes pp<split> with seed-1 demos], R5_STEPS [4000],
+#   R5_TRAIN_S [510], R5_BATCH [256], R5_DEVICE [cuda], R5_EVAL_N [100];
+#   R5_PRESET_EXTRA: YAML lines appended to the preset; R5_VARIANT: a sed script applied to the preset for a second
+#   policy on the largest N (pol_n<big>v, evaluated like it); R5_COLLECT_EXTRA: collect flags (e.g.
+#   "--action-noise 0.3"); R5_EVAL [1; 0: train and pack only, evaluate elsewhere]; R5_NA2 [1: the largest
+#   policies also evaluated executing 2 actions per chunk].
 set -u
 mode=${1:?usage: round5.sh bench|policy OUT}
 out=${2:?usage: round5.sh bench|policy OUT}
