@@ -126,3 +126,31 @@ def test_committed_trunk_localises_and_resolves_from_any_directory(tmp_path, mon
         pix = grid_to_pixels(net.eval()(x)[0].numpy(), 90, shape[1]) + 3
     err = np.linalg.norm(pix - truth, axis=-1)
     assert (err[:4] < 3).all() and err[4] < 3, err  # the four objects and the plate within the 3-px grasp radius
+
+
+def test_committed_low_data_policy_loads_and_follows_the_instruction():
+    """checkpoints/toyworld_policy_n50 (fp16, the experiment's real-only baseline) loads on a CPU with its adapted
+    encoder rebuilt from dreamgen_policy.json, and its first action depends on which object the instruction names."""
+    from pathlib import Path
+
+    from dreamgen.policy.eval import LeRobotToyWorldPolicy
+    from dreamgen.toyworld.env import ToyWorldEnv
+    from dreamgen.toyworld.keypoints import KEYPOINT_NAMES
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "toyworld_policy_n50"
+    info = json.loads((folder / "dreamgen_policy.json").read_text())
+    assert info["vision_grounded_names"] == list(KEYPOINT_NAMES) and info["vision_freeze_trunk"] is True
+    policy = LeRobotToyWorldPolicy.from_checkpoint(str(folder), device="cpu")
+    env = ToyWorldEnv("pick_place", "default")
+    try:
+        obs, _ = env.reset(seed=4242)
+    finally:
+        env.close()
+    actions = {}
+    for obj in ("red cube", "blue cube"):
+        torch.manual_seed(0)
+        policy.reset()
+        actions[obj] = policy.act({"image": obs["image"], "state": obs["state"],
+                                   "instruction": f"pick up the {obj} and place it on the plate"})
+        assert actions[obj].shape == (4,) and np.isfinite(actions[obj]).all()
+    assert np.abs(actions["red cube"][:3] - actions["blue cube"][:3]).max() > 0.05
