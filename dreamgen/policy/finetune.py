@@ -205,12 +205,13 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
     if not vision.is_stock or cfg.vision_pretrained_trunk:
         from dreamgen.policy.vision import adapt_image_encoder, load_adapted_weights, load_pretrained_trunk
 
-        policy_cfg.pretrained_path = None  # an adapted encoder cannot load through LeRobot: load its weights below
+        # the checkpoint resumed or `--pretrained` (family.configure): an adapted encoder cannot load through
+        # LeRobot, so the whole adapted policy's weights are loaded below
+        start, policy_cfg.pretrained_path = policy_cfg.pretrained_path, None
         policy = make_policy(policy_cfg, ds_meta=mix.meta)
         adapt_image_encoder(policy, vision)
-        start = ckpt / "pretrained_model" if ckpt is not None else _pretrained_policy_folder(cfg)
-        if start is not None:  # resumed, or `--pretrained` (a LeRobot folder): the whole adapted policy's weights
-            load_adapted_weights(policy, start, vision)
+        if start is not None:
+            load_adapted_weights(policy, Path(start), vision)
             log.info("weights from %s", start)
         elif cfg.vision_pretrained_trunk:
             log.info("image trunk from %s", load_pretrained_trunk(policy, cfg.vision_pretrained_trunk))
@@ -230,13 +231,6 @@ def _make_policy(cfg: PolicyTrainConfig, train_cfg: Any, mix: MixedDataset, ckpt
         )
     policy_family(cfg.policy).prepare_processors(preprocessor, policy_cfg, task_encoder)
     return policy, preprocessor, postprocessor
-
-
-def _pretrained_policy_folder(cfg: PolicyTrainConfig) -> Path | None:
-    """`--pretrained` when it is a LeRobot policy folder to start from (not a family's base model)."""
-    if not cfg.pretrained or policy_family(cfg.policy).pretrained_is_base_model:
-        return None
-    return Path(cfg.pretrained)
 
 
 def _make_loader(cfg: PolicyTrainConfig, mix: MixedDataset, train_cfg: Any, accelerator: Any, step: int) -> Any:

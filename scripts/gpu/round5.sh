@@ -82,8 +82,7 @@ if [ "${R5_NA2:-1}" = 1 ]; then  # the largest policies again, executing 2 actio
     [ -d "$out/pol_$p/checkpoints/last/pretrained_model" ] || continue
     mkdir -p "$out/pol_${p}_na2"; cp -r "$out/pol_$p/checkpoints/last/pretrained_model" "$out/pol_${p}_na2/"
     sed -i 's/"n_action_steps": [0-9]*/"n_action_steps": 2/' "$out/pol_${p}_na2/pretrained_model/config.json"
-    $dg eval-policy "$out/pol_${p}_na2/pretrained_model" -b pick_place --env default -n "$eval_n" --device "$dev" \
-      -o "$out/eval/${p}_na2_pick_place_default" > "$out/logs/eval_${p}_na2.log" 2>&1 || say "FAILED eval ${p}_na2" &
+    ev "${p}_na2" pick_place default &
   done
 fi
 wait
